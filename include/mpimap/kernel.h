@@ -1,0 +1,198 @@
+/*
+ * mpimap/kernel.h - the kernel interface.
+ *
+ * A kernel is one `const mpm_kernel_t` table of function pointers. The engine
+ * owns everything about ranks, threads, chunks, ordering and files; a kernel
+ * only says how to read its options, what its inputs are, how records are
+ * delimited, and what to compute on one chunk.
+ *
+ * Results come in two shapes, and a kernel may use both:
+ *   - ordered rows: map() appends rows for its chunk to `out`; the engine
+ *     writes every chunk's rows in input (chunk index) order.
+ *   - a reduced partial: map() folds the chunk into `partial`, the state of
+ *     the pool thread that runs it. Partials are merged per rank, serialised,
+ *     merged across ranks on rank 0, and finish() writes the final rows.
+ *
+ * Threading contract:
+ *   - map() runs on pool threads, concurrently with other map() calls on the
+ *     same kernel and options, each with its own `partial`. It must not touch
+ *     global mutable state and must never call MPI.
+ *   - every other function runs on a rank's main thread.
+ *   - `opts` is read-only after check() returns.
+ *
+ * Error contract: functions return 0 on success and a negative value on
+ * failure after filling the mpm_err_t they were given (mpm_err_set). An error
+ * from map() carries the byte offset inside the chunk where the bad record
+ * starts; the engine turns it into "FILE:LINE" or "FILE: byte N".
+ */
+#ifndef MPIMAP_KERNEL_H
+#define MPIMAP_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever mpm_kernel_t or the helpers below change incompatibly. */
+#define MPM_KERNEL_ABI 1
+
+/* ---- growable byte buffer ------------------------------------------------ */
+
+typedef struct mpm_buf_s {
+    char *data;
+    size_t len;
+    size_t cap;
+} mpm_buf_t;
+
+/* All return 0, or -1 when memory runs out (the buffer is left unchanged). */
+int mpm_buf_reserve(mpm_buf_t *b, size_t extra);
+int mpm_buf_append(mpm_buf_t *b, const void *p, size_t n);
+int mpm_buf_printf(mpm_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mpm_buf_free(mpm_buf_t *b);
+
+/* ---- errors ----------------------------------------------------------------- */
+
+typedef struct mpm_err_s {
+    int64_t offset; /* byte offset inside the chunk / input, or -1 */
+    char msg[512];
+} mpm_err_t;
+
+/* Records an error; always returns -1 so that `return mpm_err_set(...)` works. */
+int mpm_err_set(mpm_err_t *e, int64_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- output rows --------------------------------------------------------- */
+
+typedef enum { MPM_FMT_TEXT = 0, MPM_FMT_TSV = 1, MPM_FMT_JSON = 2 } mpm_format_t;
+
+typedef struct mpm_val_s {
+    const char *s; /* bytes of the value, not NUL-terminated */
+    size_t len;
+    int numeric; /* 1: emitted bare in JSON; 0: emitted as a JSON string */
+} mpm_val_t;
+
+/*
+ * Appends one row of n values to `out`:
+ *   text: values joined by TAB, then '\n' (bytes as they are)
+ *   tsv:  same, with TAB, LF, CR and '\' escaped as \t \n \r \\
+ *   json: one object {"col":value,...} on one line; the engine joins the
+ *         lines of all chunks into one JSON array.
+ * `cols` are the kernel's column names (mpm_kernel_t.columns).
+ */
+int mpm_emit_row(mpm_buf_t *out, mpm_format_t fmt, const char *const *cols, const mpm_val_t *v,
+                 int n);
+
+/* ---- inputs and chunks ------------------------------------------------------ */
+
+typedef enum {
+    MPM_IN_FILE = 0,  /* a path: split on record boundaries */
+    MPM_IN_STDIN = 1, /* standard input of rank 0: always read by rank 0 */
+    MPM_IN_MEMORY = 2, /* bytes held by the options (e.g. items given as arguments) */
+    MPM_IN_RANGE = 3  /* integers [lo, hi): split into index ranges */
+} mpm_input_kind_t;
+
+typedef struct mpm_input_s {
+    mpm_input_kind_t kind;
+    const char *name; /* path, "-", or a label such as "arguments" for messages */
+    const char *data; /* MPM_IN_MEMORY only; items separated by '\n' */
+    size_t len;
+    uint64_t lo, hi; /* MPM_IN_RANGE only */
+} mpm_input_t;
+
+typedef struct mpm_inputs_s {
+    mpm_input_t *v;
+    int n;
+    int cap;
+} mpm_inputs_t;
+
+/* Appends one input; 0 or -1 (out of memory). `name`/`data` must outlive the run. */
+int mpm_inputs_add(mpm_inputs_t *in, mpm_input_t input);
+
+typedef struct mpm_chunk_s {
+    uint64_t index;   /* 0, 1, 2 ... in input order, the same for any -np/--threads */
+    int input;        /* index into the inputs */
+    const char *name; /* the input's name, for messages */
+    uint64_t offset;  /* byte offset of data[0] inside the input */
+    const char *data; /* record-aligned bytes (NULL for ranges) */
+    size_t len;
+    uint64_t lo, hi; /* MPM_IN_RANGE: the integers [lo, hi) of this chunk */
+} mpm_chunk_t;
+
+/* How records are delimited, for splitting byte inputs into chunks. */
+typedef enum {
+    MPM_REC_LINES = 0, /* a chunk ends just after a '\n' */
+    MPM_REC_WORDS = 1  /* a chunk ends just after a byte outside [A-Za-z0-9_] and < 0x80 */
+} mpm_records_t;
+
+/* ---- options ------------------------------------------------------------------ */
+
+typedef enum {
+    MPM_OPT_FLAG = 0,   /* int, set to 1 */
+    MPM_OPT_INT = 1,    /* long long in [min, max] */
+    MPM_OPT_SIZE = 2,   /* uint64_t with K/M/G/T suffixes (binary), in [min, max] */
+    MPM_OPT_STRING = 3, /* const char * pointing into argv */
+    MPM_OPT_CHOICE = 4, /* int: index of the argument in `choices` ("a|b|c") */
+    MPM_OPT_DOUBLE = 5  /* double in [min, max] */
+} mpm_opt_type_t;
+
+typedef struct mpm_option_s {
+    const char *name;    /* long name without "--" */
+    char short_name;     /* 0 for none */
+    mpm_opt_type_t type;
+    size_t offset;       /* offsetof() the field in the options struct */
+    const char *argname; /* shown in --help, e.g. "N" */
+    const char *help;
+    long long min, max;  /* INT/SIZE/DOUBLE bounds (ignored when min > max) */
+    const char *choices; /* CHOICE: "auto|master|shared" */
+} mpm_option_t;
+
+/* ---- the kernel table ----------------------------------------------------------- */
+
+typedef struct mpm_kernel_s {
+    unsigned abi; /* MPM_KERNEL_ABI */
+    const char *name;
+    const char *summary;     /* one line for `mpimap kernels` */
+    const char *synopsis;    /* positional arguments, e.g. "[FILE...]" */
+    const char *description; /* paragraphs for `mpimap KERNEL --help` */
+
+    const mpm_option_t *options; /* terminated by an entry with name == NULL */
+    size_t opts_size;            /* size of the kernel's options struct */
+    void (*opts_init)(void *opts);
+
+    /* Validates options and positional arguments (argv has argc entries) and
+     * declares the inputs. Returns 0, or -1 for a usage error (exit 2). */
+    int (*check)(void *opts, int argc, char **argv, mpm_inputs_t *inputs, mpm_err_t *err);
+    /* Frees what check() allocated inside opts (may be NULL). */
+    void (*opts_free)(void *opts);
+
+    mpm_records_t records;
+    uint64_t default_chunk_size; /* bytes, or integers for ranges */
+
+    /* Names of the output columns for these options (NULL-terminated array):
+     * the TSV header line and the JSON keys. */
+    const char *const *(*columns)(const void *opts);
+
+    /* Reduced results; all NULL for a kernel that only emits ordered rows. */
+    void *(*partial_new)(const void *opts);
+    void (*partial_free)(void *partial);
+    /* Folds src into dst; src is left empty-or-valid and freed by the engine. */
+    int (*merge)(const void *opts, void *dst, void *src, mpm_err_t *err);
+    int (*serialize)(const void *opts, const void *partial, mpm_buf_t *out);
+    /* Returns a new partial built from bytes made by serialize(), or NULL. */
+    void *(*deserialize)(const void *opts, const void *data, size_t len, mpm_err_t *err);
+    /* Writes the final rows of the merged partial (rank 0 only). */
+    int (*finish)(const void *opts, void *partial, mpm_format_t fmt, mpm_buf_t *out,
+                  mpm_err_t *err);
+
+    /* Computes one chunk: appends ordered rows to out and/or folds into
+     * partial. Required. */
+    int (*map)(const void *opts, const mpm_chunk_t *chunk, void *partial, mpm_format_t fmt,
+               mpm_buf_t *out, mpm_err_t *err);
+} mpm_kernel_t;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

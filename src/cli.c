@@ -1,0 +1,484 @@
+/*
+ * cli.c - the command line: one declarative option table per level (engine,
+ * kernel) drives both parsing and --help.
+ *
+ *   mpimap [engine options] KERNEL [kernel and engine options] INPUT...
+ *
+ * Every rank parses the same argv the same way, so a usage error is found by
+ * all ranks at once without any message: rank 0 prints it, every rank returns
+ * MPM_EXIT_USAGE. Thread safety: main thread only.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void mpm_config_init(mpm_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->io = MPM_IO_AUTO;
+    cfg->format = MPM_FMT_TEXT;
+    cfg->bind = MPM_BIND_CORE;
+}
+
+/* Engine options. `verbose` counts repetitions. */
+static const mpm_option_t engine_options[] = {
+    {"threads", 't', MPM_OPT_INT, offsetof(mpm_config_t, threads), "N|auto",
+     "compute threads per rank (default auto: one per core the launcher gave the rank)", 1,
+     4096, "auto"},
+    {"chunk-size", 'c', MPM_OPT_SIZE, offsetof(mpm_config_t, chunk_size), "SIZE",
+     "target chunk size in bytes (integers for ranges), K/M/G suffixes; chunks end on a record "
+     "boundary (default: per kernel)",
+     1, -1, NULL},
+    {"window", 'w', MPM_OPT_INT, offsetof(mpm_config_t, window), "W",
+     "chunks in flight per rank (default: 2 per compute thread)", 1, 1 << 20, NULL},
+    {"io", 0, MPM_OPT_CHOICE, offsetof(mpm_config_t, io), "MODE",
+     "auto|master|shared: who reads input files; master = rank 0 reads and ships the bytes, "
+     "shared = every rank preads its own chunks; auto = shared when every rank sees the same "
+     "files (default auto)",
+     0, -1, "auto|master|shared"},
+    {"output", 'o', MPM_OPT_STRING, offsetof(mpm_config_t, output), "PATH",
+     "write results to PATH (atomically: a temporary file renamed on success); default "
+     "standard output",
+     0, -1, NULL},
+    {"format", 'f', MPM_OPT_CHOICE, offsetof(mpm_config_t, format), "FMT",
+     "text|tsv|json: output format (default text; tsv adds a header line and escapes; json is "
+     "an array of objects)",
+     0, -1, "text|tsv|json"},
+    {"bind", 0, MPM_OPT_CHOICE, offsetof(mpm_config_t, bind), "WHAT",
+     "core|none: pin each compute thread to one core of the rank's cpuset (default core)", 0, -1,
+     "core|none"},
+    {"report-bindings", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, report_bindings), NULL,
+     "print each rank's host, cpuset and the core of every compute thread", 0, -1, NULL},
+    {"allow-empty", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, allow_empty), NULL,
+     "accept empty input files (an error by default: usually a failed upstream step)", 0, -1,
+     NULL},
+    {"verbose", 'v', MPM_OPT_FLAG, offsetof(mpm_config_t, verbose), NULL,
+     "print a summary line (time, throughput) at the end; twice for debugging details", 0, -1,
+     NULL},
+    {"quiet", 'q', MPM_OPT_FLAG, offsetof(mpm_config_t, quiet), NULL, "print no warnings", 0, -1,
+     NULL},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+
+static void usage_error(int rank, const char *kernel, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void usage_error(int rank, const char *kernel, const char *fmt, ...)
+{
+    if (rank != 0) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "mpimap: error: %s\n", msg);
+    if (kernel)
+        fprintf(stderr, "Try 'mpimap %s --help' for more information.\n", kernel);
+    else
+        fprintf(stderr, "Try 'mpimap --help' for more information.\n");
+}
+
+static const mpm_option_t *find_long(const mpm_option_t *t, const char *name, size_t n)
+{
+    for (; t && t->name; t++)
+        if (strlen(t->name) == n && strncmp(t->name, name, n) == 0) return t;
+    return NULL;
+}
+
+static const mpm_option_t *find_short(const mpm_option_t *t, char c)
+{
+    for (; t && t->name; t++)
+        if (t->short_name && t->short_name == c) return t;
+    return NULL;
+}
+
+static int choice_index(const char *choices, const char *arg)
+{
+    int idx = 0;
+    size_t n = strlen(arg);
+    for (const char *p = choices; *p; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t l = bar ? (size_t)(bar - p) : strlen(p);
+        if (l == n && strncmp(p, arg, n) == 0) return idx;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+/* Stores arg into the field of o in base. Returns 0 or -1 (message printed). */
+static int store(int rank, const char *kernel, const mpm_option_t *o, void *base, const char *arg)
+{
+    char *field = (char *)base + o->offset;
+    switch (o->type) {
+    case MPM_OPT_FLAG:
+        (*(int *)field)++;
+        return 0;
+    case MPM_OPT_STRING:
+        *(const char **)field = arg;
+        return 0;
+    case MPM_OPT_CHOICE: {
+        int i = choice_index(o->choices, arg);
+        if (i < 0) {
+            usage_error(rank, kernel, "--%s: invalid value '%s' (expected %s)", o->name, arg,
+                        o->choices);
+            return -1;
+        }
+        *(int *)field = i;
+        return 0;
+    }
+    case MPM_OPT_INT: {
+        long long v;
+        if (o->choices && strcmp(arg, o->choices) == 0) {
+            *(long long *)field = 0;
+            return 0;
+        }
+        if (mpm__parse_ll(arg, &v) < 0) {
+            usage_error(rank, kernel, "--%s: '%s' is not an integer%s%s", o->name, arg,
+                        o->choices ? " or " : "", o->choices ? o->choices : "");
+            return -1;
+        }
+        if (o->min <= o->max && (v < o->min || v > o->max)) {
+            usage_error(rank, kernel, "--%s: %lld is out of range (expected %lld..%lld)", o->name,
+                        v, o->min, o->max);
+            return -1;
+        }
+        *(long long *)field = v;
+        return 0;
+    }
+    case MPM_OPT_SIZE: {
+        uint64_t v;
+        if (mpm__parse_size(arg, &v) < 0) {
+            usage_error(rank, kernel,
+                        "--%s: '%s' is not a size (expected a number with an optional K, M, G or "
+                        "T suffix)",
+                        o->name, arg);
+            return -1;
+        }
+        if (v < (uint64_t)o->min || (o->max >= 0 && o->min <= o->max && v > (uint64_t)o->max)) {
+            usage_error(rank, kernel, "--%s: %s is out of range (must be at least %lld)", o->name,
+                        arg, o->min);
+            return -1;
+        }
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    case MPM_OPT_DOUBLE: {
+        char *end;
+        double v = strtod(arg, &end);
+        if (!*arg || *end || v != v) {
+            usage_error(rank, kernel, "--%s: '%s' is not a number", o->name, arg);
+            return -1;
+        }
+        if (o->min <= o->max && (v < (double)o->min || v > (double)o->max)) {
+            usage_error(rank, kernel, "--%s: %s is out of range (expected %lld..%lld)", o->name,
+                        arg, o->min, o->max);
+            return -1;
+        }
+        *(double *)field = v;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+/*
+ * Parses one option at argv[*i] against up to two tables (first match wins).
+ * Returns 1 if consumed (advancing *i), 0 if argv[*i] is not an option of
+ * these tables, -1 on a usage error (printed).
+ */
+static int parse_option(int rank, const char *kernel, int argc, char **argv, int *i,
+                        const mpm_option_t *t1, void *b1, const mpm_option_t *t2, void *b2)
+{
+    const char *a = argv[*i];
+    const mpm_option_t *o = NULL;
+    void *base = NULL;
+    const char *val = NULL;
+    if (a[0] == '-' && a[1] == '-') {
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        if ((o = find_long(t1, name, n)))
+            base = b1;
+        else if ((o = find_long(t2, name, n)))
+            base = b2;
+        else
+            return 0;
+        if (eq) {
+            if (o->type == MPM_OPT_FLAG) {
+                usage_error(rank, kernel, "option '--%s' takes no value", o->name);
+                return -1;
+            }
+            val = eq + 1;
+        }
+    } else if (a[0] == '-' && a[1] && a[1] != '-') {
+        /* -x, -xVALUE, or a cluster of flags -vq */
+        if ((o = find_short(t1, a[1])))
+            base = b1;
+        else if ((o = find_short(t2, a[1])))
+            base = b2;
+        else
+            return 0;
+        if (o->type == MPM_OPT_FLAG) {
+            for (const char *p = a + 1; *p; p++) {
+                const mpm_option_t *f = find_short(t1, *p);
+                void *fb = b1;
+                if (!f) {
+                    f = find_short(t2, *p);
+                    fb = b2;
+                }
+                if (!f || f->type != MPM_OPT_FLAG) {
+                    usage_error(rank, kernel, "unknown option '-%c' in '%s'", *p, a);
+                    return -1;
+                }
+                store(rank, kernel, f, fb, NULL);
+            }
+            (*i)++;
+            return 1;
+        }
+        if (a[2]) val = a + 2;
+    } else {
+        return 0;
+    }
+    if (o->type != MPM_OPT_FLAG && !val) {
+        if (*i + 1 >= argc) {
+            usage_error(rank, kernel, "option '--%s' needs a value (%s)", o->name,
+                        o->argname ? o->argname : "VALUE");
+            return -1;
+        }
+        val = argv[++*i];
+    }
+    (*i)++;
+    return store(rank, kernel, o, base, val) < 0 ? -1 : 1;
+}
+
+static void print_wrapped(FILE *f, const char *text, int indent, int width)
+{
+    int col = indent;
+    const char *p = text;
+    while (*p) {
+        const char *sp = p;
+        while (*sp && *sp != ' ' && *sp != '\n') sp++;
+        int wl = (int)(sp - p);
+        if (col + wl > width && col > indent) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        }
+        fwrite(p, 1, (size_t)wl, f);
+        col += wl;
+        if (*sp == '\n') {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+            sp++;
+        } else if (*sp == ' ') {
+            if (col < width) {
+                fputc(' ', f);
+                col++;
+            }
+            sp++;
+        }
+        p = sp;
+    }
+    fputc('\n', f);
+}
+
+static void print_options(FILE *f, const mpm_option_t *t)
+{
+    for (; t && t->name; t++) {
+        char left[96];
+        int n = snprintf(left, sizeof left, "  %c%c%s--%s%s%s", t->short_name ? '-' : ' ',
+                         t->short_name ? t->short_name : ' ', t->short_name ? ", " : "  ", t->name,
+                         t->argname ? " " : "", t->argname ? t->argname : "");
+        fputs(left, f);
+        if (n >= 28) {
+            fprintf(f, "\n%*s", 30, "");
+        } else {
+            fprintf(f, "%*s", 30 - n, "");
+        }
+        print_wrapped(f, t->help, 30, 79);
+    }
+}
+
+static void print_help(FILE *f)
+{
+    fprintf(f,
+            "Usage: mpirun -np N mpimap [engine options] KERNEL [kernel options] INPUT...\n"
+            "       mpimap --help | --version | kernels | KERNEL --help\n\n"
+            "Maps a computation over a dataset: rank 0 splits the input into record-aligned\n"
+            "chunks and hands them to every rank (itself included) on demand; each rank\n"
+            "computes on a pool of threads pinned to the cores it was given; results are\n"
+            "reduced or written in input order. The output is the same for any number of\n"
+            "ranks and threads.\n\n"
+            "Engine options (also accepted after KERNEL):\n");
+    print_options(f, engine_options);
+    fprintf(f, "  -h, --help                  show this help (after KERNEL: the kernel's help)\n"
+               "  -V, --version               show the version\n\nKernels:\n");
+    for (const mpm_kernel_t *const *k = mpm_kernels(); *k; k++)
+        fprintf(f, "  %-12s %s\n", (*k)->name, (*k)->summary);
+    fprintf(f, "\nExit status: 0 success, 1 failure in the data or the run, 2 usage error.\n"
+               "Examples:\n"
+               "  mpirun -np 4 mpimap wordcount --top 10 corpus.txt\n"
+               "  mpimap --threads 2 primes 1:100000000\n"
+               "  mpirun -np 2 mpimap fib 30 35 40 45\n");
+}
+
+static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
+{
+    fprintf(f, "Usage: mpimap [engine options] %s [options] %s\n\n", k->name,
+            k->synopsis ? k->synopsis : "");
+    print_wrapped(f, k->summary, 0, 79);
+    if (k->description) {
+        fputc('\n', f);
+        fputs(k->description, f);
+        if (k->description[strlen(k->description) - 1] != '\n') fputc('\n', f);
+    }
+    if (k->options && k->options->name) {
+        fprintf(f, "\nOptions:\n");
+        print_options(f, k->options);
+    }
+    fprintf(f, "\nDefault chunk size: %llu %s. Engine options: see 'mpimap --help'.\n",
+            (unsigned long long)k->default_chunk_size,
+            k->records == MPM_REC_LINES ? "bytes (chunks end on line boundaries)"
+                                        : "bytes (chunks end on word boundaries)");
+}
+
+int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
+{
+    memset(cli, 0, sizeof *cli);
+    mpm_config_init(&cli->cfg);
+    int i = 1;
+    while (i < argc && argv[i][0] == '-' && argv[i][1]) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            if (rank == 0) print_help(stdout);
+            return MPM_CLI_DONE;
+        }
+        if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+            if (rank == 0) printf("mpimap %s (kernel ABI %d)\n", MPM_VERSION, MPM_KERNEL_ABI);
+            return MPM_CLI_DONE;
+        }
+        int r = parse_option(rank, NULL, argc, argv, &i, engine_options, &cli->cfg, NULL, NULL);
+        if (r < 0) return MPM_CLI_USAGE;
+        if (r == 0) {
+            usage_error(rank, NULL, "unknown option '%s'", argv[i]);
+            return MPM_CLI_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage_error(rank, NULL, "no kernel given (try 'mpimap kernels')");
+        return MPM_CLI_USAGE;
+    }
+    const char *name = argv[i++];
+    if (!strcmp(name, "kernels")) {
+        if (rank == 0)
+            for (const mpm_kernel_t *const *k = mpm_kernels(); *k; k++)
+                printf("%-12s %s\n", (*k)->name, (*k)->summary);
+        return MPM_CLI_DONE;
+    }
+    if (!strcmp(name, "help")) {
+        if (rank == 0) print_help(stdout);
+        return MPM_CLI_DONE;
+    }
+    const mpm_kernel_t *k = mpm_kernel_find(name);
+    if (!k) {
+        usage_error(rank, NULL, "unknown kernel '%s' (try 'mpimap kernels')", name);
+        return MPM_CLI_USAGE;
+    }
+    if (k->abi != MPM_KERNEL_ABI) {
+        usage_error(rank, NULL, "kernel '%s' was built for kernel ABI %u, this mpimap has %d",
+                    name, k->abi, MPM_KERNEL_ABI);
+        return MPM_CLI_USAGE;
+    }
+    cli->kernel = k;
+    cli->opts = calloc(1, k->opts_size ? k->opts_size : 1);
+    cli->args = calloc((size_t)argc + 1, sizeof *cli->args);
+    if (!cli->opts || !cli->args) {
+        usage_error(rank, NULL, "out of memory");
+        return MPM_CLI_USAGE;
+    }
+    if (k->opts_init) k->opts_init(cli->opts);
+    int only_args = 0;
+    while (i < argc) {
+        const char *a = argv[i];
+        if (!only_args && !strcmp(a, "--")) {
+            only_args = 1;
+            i++;
+            continue;
+        }
+        if (!only_args && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
+            if (rank == 0) print_kernel_help(stdout, k);
+            return MPM_CLI_DONE;
+        }
+        if (!only_args && a[0] == '-' && a[1]) {
+            int r = parse_option(rank, k->name, argc, argv, &i, k->options, cli->opts,
+                                 engine_options, &cli->cfg);
+            if (r < 0) return MPM_CLI_USAGE;
+            if (r == 0) {
+                /* A negative number is a positional argument (e.g. fib -1: an error there). */
+                long long dummy;
+                if (mpm__parse_ll(a, &dummy) == 0) {
+                    cli->args[cli->nargs++] = argv[i++];
+                    continue;
+                }
+                usage_error(rank, k->name, "unknown option '%s'", a);
+                return MPM_CLI_USAGE;
+            }
+            continue;
+        }
+        cli->args[cli->nargs++] = argv[i++];
+    }
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    if (k->check(cli->opts, cli->nargs, cli->args, &cli->inputs, &err) < 0) {
+        usage_error(rank, k->name, "%s", err.msg);
+        return MPM_CLI_USAGE;
+    }
+    if (cli->cfg.verbose && cli->cfg.quiet) {
+        usage_error(rank, k->name, "-v and -q exclude each other");
+        return MPM_CLI_USAGE;
+    }
+    if (cli->cfg.output && strcmp(cli->cfg.output, "-")) {
+        for (int n = 0; n < cli->inputs.n; n++) {
+            const mpm_input_t *in = &cli->inputs.v[n];
+            if (in->kind == MPM_IN_FILE && !strcmp(in->name, cli->cfg.output)) {
+                usage_error(rank, k->name, "output '%s' is also an input: refusing to overwrite it",
+                            cli->cfg.output);
+                return MPM_CLI_USAGE;
+            }
+        }
+    }
+    return MPM_CLI_RUN;
+}
+
+void mpm__cli_free(mpm_cli_t *cli)
+{
+    if (cli->kernel && cli->kernel->opts_free && cli->opts) cli->kernel->opts_free(cli->opts);
+    free(cli->opts);
+    free(cli->args);
+    free(cli->inputs.v);
+    memset(cli, 0, sizeof *cli);
+}
+
+int mpm_main(int argc, char **argv, MPI_Comm comm)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    mpm__log_rank = rank;
+    mpm_cli_t cli;
+    int r = mpm__cli_parse(argc, argv, rank, &cli);
+    int rc;
+    if (r == MPM_CLI_DONE) {
+        rc = MPM_EXIT_OK;
+    } else if (r == MPM_CLI_USAGE) {
+        rc = MPM_EXIT_USAGE;
+    } else {
+        mpm__log_verbose = cli.cfg.verbose;
+        mpm__log_quiet = cli.cfg.quiet;
+        rc = mpm_run(&cli.cfg, cli.kernel, cli.opts, &cli.inputs, comm);
+    }
+    fflush(stdout);
+    mpm__cli_free(&cli);
+    return rc;
+}

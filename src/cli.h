@@ -1,0 +1,25 @@
+/*
+ * cli.h - command-line parsing (see cli.c). Internal.
+ */
+#ifndef MPM_CLI_H
+#define MPM_CLI_H
+
+#include "mpimap/mpimap.h"
+
+enum { MPM_CLI_RUN = 0, MPM_CLI_DONE = 1, MPM_CLI_USAGE = 2 };
+
+typedef struct mpm_cli_s {
+    mpm_config_t cfg;
+    const mpm_kernel_t *kernel;
+    void *opts;
+    char **args; /* positional arguments after the kernel name */
+    int nargs;
+    mpm_inputs_t inputs;
+} mpm_cli_t;
+
+/* Parses argv. MPM_CLI_RUN: run cli; MPM_CLI_DONE: help/version printed;
+ * MPM_CLI_USAGE: error printed by rank 0. Free with mpm__cli_free in all cases. */
+int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli);
+void mpm__cli_free(mpm_cli_t *cli);
+
+#endif

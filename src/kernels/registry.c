@@ -1,0 +1,23 @@
+/*
+ * registry.c - the table of built-in kernels. A new kernel adds one line.
+ */
+#include <string.h>
+
+#include "mpimap/mpimap.h"
+
+extern const mpm_kernel_t mpm_kernel_fib;
+extern const mpm_kernel_t mpm_kernel_primes;
+extern const mpm_kernel_t mpm_kernel_wordcount;
+extern const mpm_kernel_t mpm_kernel_test;
+
+static const mpm_kernel_t *const registry[] = {&mpm_kernel_fib, &mpm_kernel_primes,
+                                               &mpm_kernel_wordcount, &mpm_kernel_test, NULL};
+
+const mpm_kernel_t *const *mpm_kernels(void) { return registry; }
+
+const mpm_kernel_t *mpm_kernel_find(const char *name)
+{
+    for (int i = 0; registry[i]; i++)
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+    return NULL;
+}

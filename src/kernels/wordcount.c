@@ -1,0 +1,400 @@
+/*
+ * wordcount.c - counts words in text: a word is a maximal run of bytes in
+ * [A-Za-z0-9_] or >= 0x80; every other byte separates. ASCII letters are
+ * lowercased unless --case-sensitive. Output: `count<TAB>word`, by count
+ * descending then word bytewise ascending; --top K keeps the first K.
+ *
+ * Each pool thread counts into its own open-addressing hash table (the
+ * partial); tables are merged per rank, serialised, merged on rank 0 and
+ * sorted there. Counts are integers, so the result does not depend on the
+ * merge order, hence not on -np or --threads.
+ *
+ * The hot loop lowercases a word into a scratch buffer while scanning it,
+ * hashes it eight bytes at a time and probes the table; keys live in a bump
+ * arena, so an entry is 24 bytes and a lookup touches one cache line in the
+ * common case. Thread safety: map() only touches its own partial.
+ */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+#include "mpimap/mpimap.h"
+
+typedef struct wc_opts_s {
+    int case_sensitive;
+    long long top;
+    int binary;
+} wc_opts_t;
+
+static const mpm_option_t wc_options[] = {
+    {"top", 'k', MPM_OPT_INT, offsetof(wc_opts_t, top), "K",
+     "print only the K most frequent words (default: all)", 1, (long long)1 << 62, NULL},
+    {"case-sensitive", 's', MPM_OPT_FLAG, offsetof(wc_opts_t, case_sensitive), NULL,
+     "do not lowercase ASCII letters", 0, -1, NULL},
+    {"binary", 0, MPM_OPT_FLAG, offsetof(wc_opts_t, binary), NULL,
+     "count words even in input containing NUL bytes (refused by default as not text)", 0, -1,
+     NULL},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+
+static void wc_init(void *o) { memset(o, 0, sizeof(wc_opts_t)); }
+
+static int wc_check(void *op, int argc, char **argv, mpm_inputs_t *in, mpm_err_t *err)
+{
+    (void)op;
+    if (argc == 0) {
+        mpm_input_t x = {.kind = MPM_IN_STDIN, .name = "-"};
+        return mpm_inputs_add(in, x) ? mpm_err_set(err, -1, "out of memory") : 0;
+    }
+    int stdin_seen = 0;
+    for (int i = 0; i < argc; i++) {
+        int is_stdin = strcmp(argv[i], "-") == 0;
+        if (is_stdin && stdin_seen++)
+            return mpm_err_set(err, -1, "standard input ('-') given more than once");
+        mpm_input_t x = {.kind = is_stdin ? MPM_IN_STDIN : MPM_IN_FILE, .name = argv[i]};
+        if (mpm_inputs_add(in, x)) return mpm_err_set(err, -1, "out of memory");
+    }
+    return 0;
+}
+
+/* ---- the hash table -------------------------------------------------------- */
+
+typedef struct wc_entry_s {
+    uint64_t hash; /* 0 = empty slot */
+    uint64_t count;
+    const char *key;
+    uint32_t len;
+} wc_entry_t;
+
+typedef struct wc_arena_s {
+    struct wc_arena_s *next;
+    size_t used, cap;
+    char data[];
+} wc_arena_t;
+
+typedef struct wc_table_s {
+    wc_entry_t *slots;
+    size_t mask, used;
+    wc_arena_t *arena;
+    char *scratch; /* lowercased word being looked up */
+    size_t scratch_cap;
+} wc_table_t;
+
+/* Byte classes: 1 = word byte. */
+static unsigned char word_class[256];
+static unsigned char lower_map[256];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void init_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        word_class[c] = (c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                         (c >= 'A' && c <= 'Z') || c == '_');
+        lower_map[c] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+}
+
+static inline uint64_t mix(uint64_t h)
+{
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+/* Hash of n bytes; never 0. */
+uint64_t mpm__wc_hash(const char *s, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xff51afd7ed558ccdULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * 0x94d049bb133111ebULL;
+    }
+    h = mix(h);
+    return h ? h : 1;
+}
+
+static wc_table_t *table_new(size_t cap)
+{
+    wc_table_t *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->slots = calloc(cap, sizeof *t->slots);
+    if (!t->slots) {
+        free(t);
+        return NULL;
+    }
+    t->mask = cap - 1;
+    return t;
+}
+
+static void table_free(wc_table_t *t)
+{
+    if (!t) return;
+    wc_arena_t *a = t->arena;
+    while (a) {
+        wc_arena_t *n = a->next;
+        free(a);
+        a = n;
+    }
+    free(t->slots);
+    free(t->scratch);
+    free(t);
+}
+
+static const char *arena_copy(wc_table_t *t, const char *s, size_t n)
+{
+    wc_arena_t *a = t->arena;
+    if (!a || a->cap - a->used < n) {
+        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        wc_arena_t *na = malloc(sizeof *na + cap);
+        if (!na) return NULL;
+        na->cap = cap;
+        na->used = 0;
+        na->next = a;
+        t->arena = a = na;
+    }
+    char *p = a->data + a->used;
+    memcpy(p, s, n);
+    a->used += n;
+    return p;
+}
+
+static int table_grow(wc_table_t *t)
+{
+    size_t cap = (t->mask + 1) * 2;
+    wc_entry_t *s = calloc(cap, sizeof *s);
+    if (!s) return -1;
+    for (size_t i = 0; i <= t->mask; i++) {
+        wc_entry_t *e = &t->slots[i];
+        if (!e->hash) continue;
+        size_t j = e->hash & (cap - 1);
+        while (s[j].hash) j = (j + 1) & (cap - 1);
+        s[j] = *e;
+    }
+    free(t->slots);
+    t->slots = s;
+    t->mask = cap - 1;
+    return 0;
+}
+
+/* Adds `count` to word s[0..n). 0 or -1 (out of memory). */
+static inline int table_add(wc_table_t *t, const char *s, size_t n, uint64_t h, uint64_t count)
+{
+    size_t i = h & t->mask;
+    for (;;) {
+        wc_entry_t *e = &t->slots[i];
+        if (e->hash == h && e->len == n && memcmp(e->key, s, n) == 0) {
+            e->count += count;
+            return 0;
+        }
+        if (!e->hash) break;
+        i = (i + 1) & t->mask;
+    }
+    if (n > UINT32_MAX) return -1;
+    const char *k = arena_copy(t, s, n);
+    if (!k) return -1;
+    wc_entry_t *e = &t->slots[i];
+    e->hash = h;
+    e->count = count;
+    e->key = k;
+    e->len = (uint32_t)n;
+    if (++t->used * 4 > (t->mask + 1) * 3 && table_grow(t)) return -1;
+    return 0;
+}
+
+static void *wc_new(const void *o)
+{
+    (void)o;
+    pthread_once(&tables_once, init_tables);
+    return table_new(1 << 14);
+}
+
+static void wc_pfree(void *p) { table_free(p); }
+
+static int wc_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t fmt, mpm_buf_t *out,
+                  mpm_err_t *err)
+{
+    const wc_opts_t *o = op;
+    wc_table_t *t = pp;
+    (void)fmt;
+    (void)out;
+    const unsigned char *p = (const unsigned char *)c->data, *end = p + c->len;
+    if (!o->binary) {
+        const unsigned char *nul = memchr(p, 0, c->len);
+        if (nul)
+            return mpm_err_set(err, nul - p,
+                               "NUL byte: this looks like a binary file, not text (--binary "
+                               "counts its words anyway)");
+    }
+    if (t->scratch_cap < c->len) {
+        size_t cap = c->len > 4096 ? c->len : 4096;
+        char *s = realloc(t->scratch, cap);
+        if (!s) return mpm_err_set(err, -1, "out of memory");
+        t->scratch = s;
+        t->scratch_cap = cap;
+    }
+    const int fold = !o->case_sensitive;
+    while (p < end) {
+        while (p < end && !word_class[*p]) p++;
+        if (p == end) break;
+        const char *w;
+        size_t n;
+        if (fold) {
+            char *d = t->scratch;
+            while (p < end && word_class[*p]) *d++ = (char)lower_map[*p++];
+            w = t->scratch;
+            n = (size_t)(d - t->scratch);
+        } else {
+            const unsigned char *s = p;
+            while (p < end && word_class[*p]) p++;
+            w = (const char *)s;
+            n = (size_t)(p - s);
+        }
+        if (table_add(t, w, n, mpm__wc_hash(w, n), 1))
+            return mpm_err_set(err, -1, "out of memory counting words");
+    }
+    return 0;
+}
+
+static int wc_merge(const void *o, void *dst, void *src, mpm_err_t *err)
+{
+    (void)o;
+    wc_table_t *d = dst, *s = src;
+    for (size_t i = 0; i <= s->mask; i++) {
+        wc_entry_t *e = &s->slots[i];
+        if (e->hash && table_add(d, e->key, e->len, e->hash, e->count))
+            return mpm_err_set(err, -1, "out of memory merging word counts");
+    }
+    return 0;
+}
+
+/* [u64 entries] then per entry [u64 count][u32 len][bytes]. */
+static int wc_ser(const void *o, const void *pp, mpm_buf_t *out)
+{
+    (void)o;
+    const wc_table_t *t = pp;
+    uint64_t n = t->used;
+    if (mpm_buf_append(out, &n, sizeof n)) return -1;
+    for (size_t i = 0; i <= t->mask; i++) {
+        const wc_entry_t *e = &t->slots[i];
+        if (!e->hash) continue;
+        if (mpm_buf_append(out, &e->count, sizeof e->count) ||
+            mpm_buf_append(out, &e->len, sizeof e->len) || mpm_buf_append(out, e->key, e->len))
+            return -1;
+    }
+    return 0;
+}
+
+static void *wc_deser(const void *o, const void *data, size_t len, mpm_err_t *err)
+{
+    const char *p = data, *end = p + len;
+    uint64_t n;
+    if (len < sizeof n) goto corrupt;
+    memcpy(&n, p, sizeof n);
+    p += sizeof n;
+    wc_table_t *t = wc_new(o);
+    if (!t) {
+        mpm_err_set(err, -1, "out of memory");
+        return NULL;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t count;
+        uint32_t l;
+        if ((size_t)(end - p) < sizeof count + sizeof l) goto corrupt_t;
+        memcpy(&count, p, sizeof count);
+        memcpy(&l, p + sizeof count, sizeof l);
+        p += sizeof count + sizeof l;
+        if ((size_t)(end - p) < l) goto corrupt_t;
+        if (table_add(t, p, l, mpm__wc_hash(p, l), count)) {
+            table_free(t);
+            mpm_err_set(err, -1, "out of memory");
+            return NULL;
+        }
+        p += l;
+    }
+    if (p != end) goto corrupt_t;
+    return t;
+corrupt_t:
+    table_free(t);
+corrupt:
+    mpm_err_set(err, -1, "corrupt word-count partial (%zu bytes)", len);
+    return NULL;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const wc_entry_t *x = *(wc_entry_t *const *)a, *y = *(wc_entry_t *const *)b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->key, y->key, n);
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static const char *const wc_cols[] = {"count", "word", NULL};
+static const char *const *wc_columns(const void *o)
+{
+    (void)o;
+    return wc_cols;
+}
+
+static int wc_finish(const void *op, void *pp, mpm_format_t fmt, mpm_buf_t *out, mpm_err_t *err)
+{
+    const wc_opts_t *o = op;
+    wc_table_t *t = pp;
+    wc_entry_t **v = malloc((t->used ? t->used : 1) * sizeof *v);
+    if (!v) return mpm_err_set(err, -1, "out of memory sorting %zu words", t->used);
+    size_t n = 0;
+    for (size_t i = 0; i <= t->mask; i++)
+        if (t->slots[i].hash) v[n++] = &t->slots[i];
+    qsort(v, n, sizeof *v, cmp_entry);
+    if (o->top > 0 && (uint64_t)o->top < n) n = (size_t)o->top;
+    for (size_t i = 0; i < n; i++) {
+        char num[24];
+        int l = snprintf(num, sizeof num, "%llu", (unsigned long long)v[i]->count);
+        mpm_val_t vals[2] = {{num, (size_t)l, 1}, {v[i]->key, v[i]->len, 0}};
+        if (mpm_emit_row(out, fmt, wc_cols, vals, 2)) {
+            free(v);
+            return mpm_err_set(err, -1, "out of memory");
+        }
+    }
+    free(v);
+    return 0;
+}
+
+const mpm_kernel_t mpm_kernel_wordcount = {
+    .abi = MPM_KERNEL_ABI,
+    .name = "wordcount",
+    .summary = "count words in text files or standard input (large data split into chunks)",
+    .synopsis = "[FILE...]   (none or '-': standard input)",
+    .description =
+        "A word is a maximal run of bytes in [A-Za-z0-9_] or >= 0x80 (so UTF-8 letters\n"
+        "stay inside words); every other byte separates words. ASCII letters are\n"
+        "lowercased unless --case-sensitive. Prints 'count<TAB>word' lines sorted by\n"
+        "count (descending) then word (bytewise ascending), no header line.\n"
+        "Input containing a NUL byte is refused as binary unless --binary.\n",
+    .options = wc_options,
+    .opts_size = sizeof(wc_opts_t),
+    .opts_init = wc_init,
+    .check = wc_check,
+    .records = MPM_REC_WORDS,
+    .default_chunk_size = 4u << 20,
+    .columns = wc_columns,
+    .partial_new = wc_new,
+    .partial_free = wc_pfree,
+    .merge = wc_merge,
+    .serialize = wc_ser,
+    .deserialize = wc_deser,
+    .finish = wc_finish,
+    .map = wc_map,
+};

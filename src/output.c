@@ -1,0 +1,157 @@
+/*
+ * output.c - ordered, atomic output (see output.h).
+ */
+#include "output.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int write_all(mpm_out_t *o, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(o->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            snprintf(o->err, sizeof o->err, "cannot write '%s': %s",
+                     o->path ? o->tmp : "standard output", strerror(errno));
+            o->failed = 1;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+        o->bytes += (uint64_t)w;
+    }
+    return 0;
+}
+
+int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *const *cols)
+{
+    memset(o, 0, sizeof *o);
+    o->fmt = fmt;
+    o->cols = cols;
+    o->fd = 1;
+    if (!path || strcmp(path, "-") == 0) return 0;
+    o->path = path;
+    char *d = strdup(path), *b = strdup(path);
+    if (!d || !b) {
+        free(d);
+        free(b);
+        snprintf(o->err, sizeof o->err, "out of memory");
+        return -1;
+    }
+    size_t n = strlen(path) + 32;
+    o->tmp = malloc(n);
+    if (!o->tmp) {
+        free(d);
+        free(b);
+        snprintf(o->err, sizeof o->err, "out of memory");
+        return -1;
+    }
+    snprintf(o->tmp, n, "%s/.%s.mpimap-XXXXXX", dirname(d), basename(b));
+    free(d);
+    free(b);
+    o->fd = mkstemp(o->tmp);
+    if (o->fd < 0) {
+        snprintf(o->err, sizeof o->err, "cannot create output '%s': %s", path, strerror(errno));
+        free(o->tmp);
+        o->tmp = NULL;
+        return -1;
+    }
+    /* mkstemp creates 0600; a finished output gets the usual 0666 & ~umask. */
+    mode_t um = umask(0);
+    umask(um);
+    fchmod(o->fd, 0666 & ~um);
+    return 0;
+}
+
+static int start(mpm_out_t *o)
+{
+    if (o->started) return 0;
+    o->started = 1;
+    if (o->fmt == MPM_FMT_JSON) return write_all(o, "[\n", 2);
+    if (o->fmt == MPM_FMT_TSV && o->cols) {
+        o->scratch.len = 0;
+        for (int i = 0; o->cols[i]; i++)
+            if ((i && mpm_buf_append(&o->scratch, "\t", 1)) ||
+                mpm_buf_append(&o->scratch, o->cols[i], strlen(o->cols[i])))
+                return -1;
+        if (mpm_buf_append(&o->scratch, "\n", 1)) return -1;
+        return write_all(o, o->scratch.data, o->scratch.len);
+    }
+    return 0;
+}
+
+int mpm__out_rows(mpm_out_t *o, const char *data, size_t len)
+{
+    if (o->failed) return -1;
+    if (start(o)) return -1;
+    if (len == 0) return 0;
+    if (o->fmt != MPM_FMT_JSON) return write_all(o, data, len);
+    /* JSON: rows are one object per line; join them with ",\n". */
+    mpm_buf_t *s = &o->scratch;
+    s->len = 0;
+    if (mpm_buf_reserve(s, len + len / 8 + 16)) {
+        snprintf(o->err, sizeof o->err, "out of memory");
+        return -1;
+    }
+    const char *p = data, *end = data + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (l) {
+            if ((o->rows++ && mpm_buf_append(s, ",\n", 2)) || mpm_buf_append(s, p, l)) {
+                snprintf(o->err, sizeof o->err, "out of memory");
+                return -1;
+            }
+        }
+        p += l + 1;
+    }
+    return write_all(o, s->data, s->len);
+}
+
+int mpm__out_commit(mpm_out_t *o)
+{
+    int rc = 0;
+    if (!o->failed && start(o) == 0 && o->fmt == MPM_FMT_JSON)
+        rc = write_all(o, o->rows ? "\n]\n" : "]\n", o->rows ? 3 : 2);
+    if (o->failed) rc = -1;
+    if (o->path) {
+        if (rc == 0 && fsync(o->fd) < 0) {
+            snprintf(o->err, sizeof o->err, "cannot sync '%s': %s", o->tmp, strerror(errno));
+            rc = -1;
+        }
+        if (close(o->fd) < 0 && rc == 0) {
+            snprintf(o->err, sizeof o->err, "cannot close '%s': %s", o->tmp, strerror(errno));
+            rc = -1;
+        }
+        o->fd = -1;
+        if (rc == 0 && rename(o->tmp, o->path) < 0) {
+            snprintf(o->err, sizeof o->err, "cannot rename '%s' to '%s': %s", o->tmp, o->path,
+                     strerror(errno));
+            rc = -1;
+        }
+        if (rc) unlink(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+    }
+    mpm_buf_free(&o->scratch);
+    return rc;
+}
+
+void mpm__out_abort(mpm_out_t *o)
+{
+    if (o->path && o->tmp) {
+        if (o->fd >= 0) close(o->fd);
+        unlink(o->tmp);
+    }
+    free(o->tmp);
+    o->tmp = NULL;
+    o->fd = -1;
+    mpm_buf_free(&o->scratch);
+}

@@ -1,0 +1,47 @@
+/*
+ * output.h - rank 0's result writer.
+ *
+ * Results reach the writer in input order (the engine's reorder ring sees to
+ * that). The writer adds the framing of the chosen format (TSV header line,
+ * JSON array brackets and commas between the one-object-per-line rows that
+ * kernels emit) and writes to standard output or to a temporary file next to
+ * the target, `DIR/.NAME.mpimap-XXXXXX`, which mpm__out_commit() renames into
+ * place. mpm__out_abort() removes it: a failed run never leaves anything
+ * under the final name. Thread safety: rank 0's main thread only.
+ */
+#ifndef MPM_OUTPUT_H
+#define MPM_OUTPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpimap/kernel.h"
+
+typedef struct mpm_out_s {
+    const char *path; /* final path, or NULL for stdout */
+    char *tmp;        /* temporary path while writing */
+    int fd;
+    mpm_format_t fmt;
+    const char *const *cols;
+    int started;   /* header / '[' written */
+    int rows;      /* JSON: rows written so far */
+    uint64_t bytes; /* bytes written */
+    mpm_buf_t scratch;
+    int failed; /* a write failed: message in err */
+    char err[512];
+} mpm_out_t;
+
+/* Opens the destination (the temporary file for a path). 0 or -1 with
+ * o->err set. */
+int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *const *cols);
+
+/* Writes rows (as emitted by mpm_emit_row) of one chunk. 0 or -1. */
+int mpm__out_rows(mpm_out_t *o, const char *data, size_t len);
+
+/* Finishes the framing, flushes, fsyncs and renames into place. 0 or -1. */
+int mpm__out_commit(mpm_out_t *o);
+
+/* Removes the temporary file (if any) and frees everything. */
+void mpm__out_abort(mpm_out_t *o);
+
+#endif

@@ -1,0 +1,320 @@
+/*
+ * split.c - record-aligned chunking (see split.h for the boundary contract).
+ */
+#include "split.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PROBE 4096 /* bytes read past a target boundary at a time */
+
+struct mpm_splitter_s {
+    const mpm_input_t *in;
+    int n;
+    uint64_t cs;
+    mpm_records_t rec;
+    int read_data;
+    size_t headroom;
+    uint64_t index; /* next chunk index */
+    uint64_t total; /* bytes consumed */
+
+    int cur;      /* current input, -1 before the first */
+    int fd;       /* open file of the current input, or -1 */
+    int eof;      /* read mode: no more bytes from fd */
+    uint64_t pos; /* offset in the current input of the next chunk */
+    uint64_t size; /* describe mode: size of the current file */
+    char *carry;  /* read mode: bytes read past the last boundary */
+    size_t carry_len, carry_cap;
+    char *probe; /* describe mode scratch */
+};
+
+int mpm__split_open(mpm_splitter_t **sp, const mpm_input_t *in, int n, uint64_t chunk_size,
+                    mpm_records_t rec, int read_data, size_t headroom, mpm_err_t *err)
+{
+    if (chunk_size == 0) return mpm_err_set(err, -1, "chunk size must be at least 1");
+    mpm_splitter_t *s = calloc(1, sizeof *s);
+    if (!s) return mpm_err_set(err, -1, "out of memory");
+    s->in = in;
+    s->n = n;
+    s->cs = chunk_size;
+    s->rec = rec;
+    s->read_data = read_data;
+    s->headroom = headroom;
+    s->cur = -1;
+    s->fd = -1;
+    *sp = s;
+    return 0;
+}
+
+static void close_input(mpm_splitter_t *s);
+
+void mpm__split_close(mpm_splitter_t *s)
+{
+    if (!s) return;
+    if (s->cur >= 0 && s->cur < s->n) close_input(s);
+    free(s->carry);
+    free(s->probe);
+    free(s);
+}
+
+static void close_input(mpm_splitter_t *s)
+{
+    if (s->fd >= 0 && s->in[s->cur].kind != MPM_IN_STDIN) close(s->fd);
+    s->fd = -1;
+}
+
+uint64_t mpm__split_bytes(const mpm_splitter_t *s) { return s->total; }
+
+static int open_input(mpm_splitter_t *s, mpm_err_t *err)
+{
+    const mpm_input_t *in = &s->in[s->cur];
+    s->pos = 0;
+    s->eof = 0;
+    s->carry_len = 0;
+    s->fd = -1;
+    if (in->kind == MPM_IN_STDIN) {
+        s->fd = 0;
+    } else if (in->kind == MPM_IN_FILE) {
+        s->fd = open(in->name, O_RDONLY | O_CLOEXEC);
+        if (s->fd < 0) return mpm_err_set(err, -1, "cannot open '%s': %s", in->name, strerror(errno));
+        struct stat st;
+        if (fstat(s->fd, &st) < 0)
+            return mpm_err_set(err, -1, "cannot stat '%s': %s", in->name, strerror(errno));
+        if (S_ISDIR(st.st_mode)) return mpm_err_set(err, -1, "'%s' is a directory", in->name);
+        s->size = (uint64_t)st.st_size;
+#ifdef POSIX_FADV_SEQUENTIAL
+        if (s->read_data) posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+    }
+    return 0;
+}
+
+
+/* read() until n bytes or EOF; returns bytes read or -1. */
+static ssize_t read_full(int fd, char *p, size_t n, int *eof)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) {
+            *eof = 1;
+            break;
+        }
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* Read mode over a file descriptor. Returns 1, 0 (input exhausted) or -1. */
+static int next_read(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_err_t *err)
+{
+    const mpm_input_t *in = &s->in[s->cur];
+    size_t need = (size_t)s->cs;
+    size_t cap = (need > s->carry_len ? need : s->carry_len) + PROBE;
+    char *buf = malloc(s->headroom + cap);
+    if (!buf) return mpm_err_set(err, -1, "out of memory for a chunk of %zu bytes", cap);
+    char *p = buf + s->headroom;
+    size_t have = s->carry_len;
+    memcpy(p, s->carry, have);
+    s->carry_len = 0;
+    if (have < need && !s->eof) {
+        ssize_t r = read_full(s->fd, p + have, need - have, &s->eof);
+        if (r < 0) goto read_error;
+        have += (size_t)r;
+    }
+    if (have == 0) {
+        free(buf);
+        return 0;
+    }
+    size_t end = 0, scan = need - 1;
+    for (;;) {
+        if (scan < have) {
+            char *hit;
+            if (s->rec == MPM_REC_LINES) {
+                hit = memchr(p + scan, '\n', have - scan);
+            } else {
+                hit = NULL;
+                for (size_t i = scan; i < have; i++)
+                    if (mpm__is_sep(s->rec, (unsigned char)p[i])) {
+                        hit = p + i;
+                        break;
+                    }
+            }
+            if (hit) {
+                end = (size_t)(hit - p) + 1;
+                break;
+            }
+            scan = have;
+        }
+        if (s->eof) {
+            end = have;
+            break;
+        }
+        if (cap - have < PROBE) {
+            size_t ncap = cap + (cap / 2 > PROBE ? cap / 2 : PROBE);
+            char *nb = realloc(buf, s->headroom + ncap);
+            if (!nb) {
+                free(buf);
+                return mpm_err_set(err, -1, "out of memory: a record in '%s' is longer than %zu bytes",
+                                   in->name, cap);
+            }
+            buf = nb;
+            p = buf + s->headroom;
+            cap = ncap;
+        }
+        ssize_t r = read_full(s->fd, p + have, cap - have, &s->eof);
+        if (r < 0) goto read_error;
+        have += (size_t)r;
+    }
+    if (have > end) {
+        size_t rest = have - end;
+        if (rest > s->carry_cap) {
+            char *c = realloc(s->carry, rest);
+            if (!c) {
+                free(buf);
+                return mpm_err_set(err, -1, "out of memory");
+            }
+            s->carry = c;
+            s->carry_cap = rest;
+        }
+        memcpy(s->carry, p + end, rest);
+        s->carry_len = rest;
+    }
+    d->offset = s->pos;
+    d->len = end;
+    d->has_data = 1;
+    s->pos += end;
+    *bufp = buf;
+    return 1;
+read_error:
+    free(buf);
+    return mpm_err_set(err, (int64_t)(s->pos + have), "cannot read '%s': %s", in->name,
+                       strerror(errno));
+}
+
+/* Describe mode over a regular file: probe with pread around the boundary. */
+static int next_describe(mpm_splitter_t *s, mpm_chunk_desc_t *d, mpm_err_t *err)
+{
+    const mpm_input_t *in = &s->in[s->cur];
+    if (s->pos >= s->size) return 0;
+    uint64_t start = s->pos, end = s->size;
+    if (s->size - start > s->cs) {
+        if (!s->probe && !(s->probe = malloc(PROBE))) return mpm_err_set(err, -1, "out of memory");
+        uint64_t at = start + s->cs - 1;
+        end = s->size;
+        while (at < s->size) {
+            size_t want = (size_t)(s->size - at < PROBE ? s->size - at : PROBE);
+            ssize_t r = pread(s->fd, s->probe, want, (off_t)at);
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                return mpm_err_set(err, (int64_t)at, "cannot read '%s': %s", in->name,
+                                   strerror(errno));
+            }
+            if (r == 0) break; /* file shrank: end here */
+            const char *hit = NULL;
+            if (s->rec == MPM_REC_LINES) {
+                hit = memchr(s->probe, '\n', (size_t)r);
+            } else {
+                for (ssize_t i = 0; i < r; i++)
+                    if (mpm__is_sep(s->rec, (unsigned char)s->probe[i])) {
+                        hit = s->probe + i;
+                        break;
+                    }
+            }
+            if (hit) {
+                end = at + (uint64_t)(hit - s->probe) + 1;
+                break;
+            }
+            at += (uint64_t)r;
+        }
+    }
+    d->offset = start;
+    d->len = end - start;
+    d->has_data = 0;
+    s->pos = end;
+    return 1;
+}
+
+static int next_memory(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_err_t *err)
+{
+    const mpm_input_t *in = &s->in[s->cur];
+    if (s->pos >= in->len) return 0;
+    size_t start = (size_t)s->pos, end = in->len;
+    if (in->len - start > s->cs) {
+        end = in->len;
+        for (size_t i = start + (size_t)s->cs - 1; i < in->len; i++)
+            if (mpm__is_sep(s->rec, (unsigned char)in->data[i])) {
+                end = i + 1;
+                break;
+            }
+    }
+    char *buf = malloc(s->headroom + (end - start) + 1);
+    if (!buf) return mpm_err_set(err, -1, "out of memory");
+    memcpy(buf + s->headroom, in->data + start, end - start);
+    d->offset = start;
+    d->len = end - start;
+    d->has_data = 1;
+    s->pos = end;
+    *bufp = buf;
+    return 1;
+}
+
+static int next_range(mpm_splitter_t *s, mpm_chunk_desc_t *d)
+{
+    const mpm_input_t *in = &s->in[s->cur];
+    uint64_t lo = in->lo + s->pos;
+    if (lo >= in->hi || s->pos >= in->hi - in->lo) return 0;
+    uint64_t hi = in->hi - lo > s->cs ? lo + s->cs : in->hi;
+    d->lo = lo;
+    d->hi = hi;
+    d->offset = s->pos;
+    d->len = 0;
+    d->has_data = 0;
+    s->pos += hi - lo;
+    return 1;
+}
+
+int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_t *err)
+{
+    memset(d, 0, sizeof *d);
+    *buf = NULL;
+    for (;;) {
+        if (s->cur >= s->n) return 0;
+        if (s->cur >= 0) {
+            const mpm_input_t *in = &s->in[s->cur];
+            int r;
+            switch (in->kind) {
+            case MPM_IN_RANGE:
+                r = next_range(s, d);
+                break;
+            case MPM_IN_MEMORY:
+                r = next_memory(s, d, buf, err);
+                break;
+            case MPM_IN_FILE:
+                r = s->read_data ? next_read(s, d, buf, err) : next_describe(s, d, err);
+                break;
+            default:
+                r = next_read(s, d, buf, err);
+                break;
+            }
+            if (r < 0) return -1;
+            if (r > 0) {
+                d->index = s->index++;
+                d->input = s->cur;
+                s->total += d->len ? d->len : d->hi - d->lo;
+                return 1;
+            }
+            close_input(s);
+        }
+        if (++s->cur >= s->n) return 0;
+        if (open_input(s, err) < 0) return -1;
+    }
+}

@@ -1,0 +1,65 @@
+/*
+ * split.h - cutting inputs into record-aligned chunks.
+ *
+ * Contract: chunk boundaries depend only on the input bytes, the record kind
+ * and the chunk size, never on ranks, threads or the I/O mode. For a byte
+ * input, chunk k starts where chunk k-1 ended (the first at 0) and ends just
+ * after the first record separator at or after byte start + chunk_size - 1,
+ * or at the end of the input. A record longer than the chunk size therefore
+ * makes one longer chunk; a chunk size of 1 gives one record per chunk.
+ * Chunks never span two inputs. Range inputs split into [lo + k*size, ...).
+ *
+ * Two ways to walk the same boundaries:
+ *   read mode     : the bytes are read sequentially and returned (--io master,
+ *                   stdin, in-memory inputs);
+ *   describe mode : file inputs are only probed around each boundary with
+ *                   pread and chunks are returned as (offset, length), for
+ *                   ranks that read their own bytes (--io shared).
+ * Thread safety: a splitter belongs to one thread.
+ */
+#ifndef MPM_SPLIT_H
+#define MPM_SPLIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpimap/kernel.h"
+
+typedef struct mpm_chunk_desc_s {
+    uint64_t index;
+    int32_t input;
+    int32_t has_data; /* 1: the bytes follow; 0: the reader must pread them */
+    uint64_t offset, len;
+    uint64_t lo, hi;
+} mpm_chunk_desc_t;
+
+typedef struct mpm_splitter_s mpm_splitter_t;
+
+/* 1 if byte c ends a record of kind rec. */
+static inline int mpm__is_sep(mpm_records_t rec, unsigned char c)
+{
+    if (rec == MPM_REC_LINES) return c == '\n';
+    return !(c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+             (c >= 'A' && c <= 'Z') || c == '_');
+}
+
+/*
+ * read_data: 1 for read mode, 0 for describe mode (stdin and memory inputs are
+ * always returned with their bytes). headroom: bytes left free in front of
+ * the data in every returned buffer (room for a message header).
+ * Returns 0, or -1 with err set.
+ */
+int mpm__split_open(mpm_splitter_t **s, const mpm_input_t *in, int n, uint64_t chunk_size,
+                    mpm_records_t rec, int read_data, size_t headroom, mpm_err_t *err);
+
+/* Returns 1 with the next chunk in *d and, when d->has_data, a malloc'd buffer
+ * in *buf holding headroom bytes then the d->len data bytes; 0 at the end;
+ * -1 on a read error (err->msg names the input). */
+int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_t *err);
+
+/* Bytes consumed so far (read or described). */
+uint64_t mpm__split_bytes(const mpm_splitter_t *s);
+
+void mpm__split_close(mpm_splitter_t *s);
+
+#endif

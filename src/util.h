@@ -1,0 +1,42 @@
+/*
+ * util.h - small internal helpers shared by the engine modules: logging,
+ * number parsing, time. Not part of the public API.
+ * Thread safety: everything here is safe from any thread; logging writes
+ * whole lines with one fprintf so lines of different threads never mix.
+ */
+#ifndef MPM_UTIL_H
+#define MPM_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Rank of this process in the run's communicator, for log prefixes (-1: none). */
+extern int mpm__log_rank;
+extern int mpm__log_verbose; /* 0 normal, 1 -v, 2 -vv */
+extern int mpm__log_quiet;
+
+void mpm__log(int level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+enum { MPM_LOG_ERROR = 0, MPM_LOG_WARN = 1, MPM_LOG_INFO = 2, MPM_LOG_DEBUG = 3 };
+
+/* Error and warning lines: "mpimap: error: ..."; info and debug only with -v
+ * and -vv and then prefixed with time, rank and file:line. */
+#define MPM_LOG(level, ...) mpm__log((level), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Parses a size like "64K", "4MiB", "1g", "123" (binary multiples).
+ * Returns 0 and sets *out, or -1 for malformed or overflowing text. */
+int mpm__parse_size(const char *s, uint64_t *out);
+
+/* Parses a whole decimal integer (optional sign, no junk); 0 or -1. */
+int mpm__parse_ll(const char *s, long long *out);
+int mpm__parse_u64(const char *s, uint64_t *out);
+
+/* Monotonic seconds. */
+double mpm__now(void);
+
+/* Copies at most n bytes of s into dst (size dstsize) making control bytes
+ * visible, for quoting bad input in messages; returns dst. */
+char *mpm__quote(char *dst, size_t dstsize, const char *s, size_t n);
+
+#endif
