@@ -1,0 +1,44 @@
+# scripts/common.sh - shared by run.sh, test.sh and bench.sh (sourced).
+# Installs what is missing from Debian packages (sudo when not root), builds
+# with CMake, and prepares Open MPI for running as root when needed.
+set -euo pipefail
+
+MPIMAP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NPROC="$(nproc)"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    SUDO="sudo"
+else
+    # Open MPI refuses to run as root without these; only set them for root.
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# install_deps PKG...: installs the Debian packages that are not installed yet.
+install_deps() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        $SUDO apt-get update -q >&2
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${missing[@]}" >&2
+    fi
+}
+
+BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
+    libcunit1-dev python3 util-linux procps)
+
+# build DIR [CMAKE ARGS...]: configures and builds the project in DIR.
+build() {
+    local dir="$1"
+    shift
+    log "building in $dir $*"
+    cmake -S "$MPIMAP_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPIMAP_WERROR=ON "$@" >&2
+    cmake --build "$dir" -j "$NPROC" >&2
+}
