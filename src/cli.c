@@ -264,10 +264,6 @@ static void print_wrapped(FILE *f, const char *text, int indent, int width)
         const char *sp = p;
         while (*sp && *sp != ' ' && *sp != '\n') sp++;
         int wl = (int)(sp - p);
-        if (col + wl > width && col > indent) {
-            fprintf(f, "\n%*s", indent, "");
-            col = indent;
-        }
         fwrite(p, 1, (size_t)wl, f);
         col += wl;
         if (*sp == '\n') {
@@ -275,9 +271,15 @@ static void print_wrapped(FILE *f, const char *text, int indent, int width)
             col = indent;
             sp++;
         } else if (*sp == ' ') {
-            if (col < width) {
+            /* The space is written only if the next word fits on this line. */
+            const char *nx = sp + 1;
+            while (*nx && *nx != ' ' && *nx != '\n') nx++;
+            if (col + 1 + (int)(nx - sp - 1) <= width) {
                 fputc(' ', f);
                 col++;
+            } else {
+                fprintf(f, "\n%*s", indent, "");
+                col = indent;
             }
             sp++;
         }

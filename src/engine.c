@@ -906,15 +906,6 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         ok = 0;
     }
     hwloc_bitmap_free(allowed);
-    if (ok && e.pl.oversubscribed) {
-        char set[128];
-        hwloc_bitmap_list_snprintf(set, sizeof set, e.pl.allowed);
-        MPM_LOG(MPM_LOG_WARN,
-                "--threads %d exceeds the %d core%s this rank was given (cpuset %s): threads will "
-                "share cores; give each rank more cores (mpirun --map-by ppr:1:node:pe=N, "
-                "srun --cpus-per-task=N) or use --bind none",
-                e.pl.nthreads, e.pl.ncores, e.pl.ncores == 1 ? "" : "s", set);
-    }
     if (ok && k->partial_new) {
         e.partials = calloc((size_t)e.pl.nthreads, sizeof *e.partials);
         for (int t = 0; e.partials && t < e.pl.nthreads; t++)
@@ -936,6 +927,19 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     }
     if (!ok) MPM_LOG(MPM_LOG_ERROR, "%s", msg);
     mpi_check(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
+
+    /* One warning, from rank 0, when threads outnumber the cores given. */
+    int over[2] = {ok && e.pl.oversubscribed, ok && e.pl.oversubscribed ? e.pl.ncores : INT_MAX};
+    int over_sum[2] = {0, 0};
+    mpi_check(MPI_Reduce(&over[0], &over_sum[0], 1, MPI_INT, MPI_SUM, 0, comm), "MPI_Reduce");
+    mpi_check(MPI_Reduce(&over[1], &over_sum[1], 1, MPI_INT, MPI_MIN, 0, comm), "MPI_Reduce");
+    if (e.rank == 0 && all_ok && over_sum[0]) {
+        MPM_LOG(MPM_LOG_WARN,
+                "--threads %d exceeds the cores the launcher gave %d of %d rank%s (as few as %d): "
+                "threads will share cores. Give each rank more cores (mpirun --map-by "
+                "ppr:1:node:pe=N or --bind-to none, srun --cpus-per-task=N) or use fewer threads",
+                e.pl.nthreads, over_sum[0], e.size, e.size == 1 ? "" : "s", over_sum[1]);
+    }
 
     int window = 0;
     if (all_ok) {
