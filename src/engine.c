@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -569,6 +570,9 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
         progress |= master_poll(&m, wait);
         idle = progress ? 0 : idle + 1;
+        /* Hand the core to a pool thread sharing it (mpirun binds a rank to
+         * one core): cheap when nobody else wants it. */
+        if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
     free(m.next_buf);
     if (m.nsends) {
@@ -730,6 +734,7 @@ static int run_worker(engine_t *e)
         }
         if (stopping && nsends == 0 && mpm__pool_pending(e->pool) == 0) break;
         idle = progress ? 0 : idle + 1;
+        if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
     free(sends);
     if (stop_status == 0 && e->partials) {

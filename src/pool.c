@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -17,6 +19,7 @@ struct mpm_pool_s {
     mpm_task_t *todo_head, *todo_tail;
     mpm_task_t *done_head, *done_tail;
     int pending; /* submitted and not taken back */
+    atomic_int queued; /* tasks in todo, readable without the lock (spinning) */
     int stopping;
     int nthreads;
     pthread_t *threads;
@@ -38,6 +41,26 @@ static void push_done(mpm_pool_t *p, mpm_task_t *t)
     p->done_tail = t;
 }
 
+/* Before sleeping, an idle thread polls the queue for about SPIN_NS: waking
+ * a sleeping thread costs tens of microseconds in a VM, more than a small
+ * chunk takes to compute. It yields the core while polling, so a main thread
+ * sharing the core (a rank bound to one core) keeps running. */
+#define SPIN_NS 50000
+
+static int spin_for_work(mpm_pool_t *p)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0;; i++) {
+        if (atomic_load_explicit(&p->queued, memory_order_relaxed) > 0) return 1;
+        sched_yield();
+        if ((i & 7) == 7) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > SPIN_NS) return 0;
+        }
+    }
+}
+
 static void *worker(void *argp)
 {
     struct thread_arg *a = argp;
@@ -45,11 +68,17 @@ static void *worker(void *argp)
     if (p->init) p->init(a->index, p->init_arg);
     pthread_mutex_lock(&p->mu);
     for (;;) {
+        if (!p->todo_head && !p->stopping) {
+            pthread_mutex_unlock(&p->mu);
+            spin_for_work(p);
+            pthread_mutex_lock(&p->mu);
+        }
         while (!p->todo_head && !p->stopping) pthread_cond_wait(&p->work_cond, &p->mu);
         mpm_task_t *t = p->todo_head;
         if (!t) break; /* stopping and nothing left: the sentinel state */
         p->todo_head = t->next;
         if (!p->todo_head) p->todo_tail = NULL;
+        atomic_fetch_sub_explicit(&p->queued, 1, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
         t->work(t, a->index);
         pthread_mutex_lock(&p->mu);
@@ -108,6 +137,7 @@ void mpm__pool_submit(mpm_pool_t *p, mpm_task_t *t)
         p->todo_head = t;
     p->todo_tail = t;
     p->pending++;
+    atomic_fetch_add_explicit(&p->queued, 1, memory_order_relaxed);
     pthread_cond_signal(&p->work_cond);
     pthread_mutex_unlock(&p->mu);
 }
@@ -137,6 +167,7 @@ void mpm__pool_cancel(mpm_pool_t *p)
     pthread_mutex_lock(&p->mu);
     mpm_task_t *t = p->todo_head;
     p->todo_head = p->todo_tail = NULL;
+    atomic_store_explicit(&p->queued, 0, memory_order_relaxed);
     while (t) {
         mpm_task_t *next = t->next;
         t->cancelled = 1;
