@@ -60,6 +60,7 @@ enum { TAG_CHUNK = 101, TAG_RESULT = 102, TAG_STOP = 103, TAG_PARTIAL = 104 };
 #define RESULT_HDR 64
 #define SPIN_POLLS 200
 #define MAX_SLEEP 0.002
+#define MAX_HELD ((uint64_t)256 << 20) /* bytes of rows held for reordering */
 
 typedef struct result_hdr_s {
     uint64_t index;
@@ -258,6 +259,7 @@ typedef struct master_s {
     int rr; /* round-robin cursor for choosing a rank */
     slot_t *ring;
     uint64_t ring_cap, next_write, dispatched;
+    uint64_t held_bytes; /* rows waiting in the ring for an earlier chunk */
     int have_next, split_done, stop;
     mpm_chunk_desc_t next_d;
     char *next_buf;
@@ -345,6 +347,7 @@ static void master_write_ready(master_t *m)
             master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
         }
         free(s->buf);
+        m->held_bytes -= s->len;
         s->buf = NULL;
         s->present = 0;
         m->next_write++;
@@ -368,6 +371,7 @@ static void master_result(master_t *m, int src, char *buf, size_t len)
     s->buf = buf;
     s->len = len;
     s->present = 1;
+    m->held_bytes += len;
     master_write_ready(m);
 }
 
@@ -438,7 +442,9 @@ static int master_dispatch(master_t *m)
             }
             m->have_next = 1;
         }
-        if (m->next_d.index - m->next_write >= m->ring_cap) break; /* reorder backpressure */
+        /* Reorder backpressure: the chunk at next_write is in flight; results
+         * after it wait in the ring, bounded in count and in bytes. */
+        if (m->next_d.index - m->next_write >= m->ring_cap || m->held_bytes > MAX_HELD) break;
         int dst = -1;
         for (int i = 0; i < e->size; i++) {
             int r = (m->rr + i) % e->size;

@@ -18,6 +18,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../util.h"
 #include "mpimap/mpimap.h"
@@ -82,14 +85,15 @@ typedef struct wc_table_s {
     wc_entry_t *slots;
     size_t mask, used;
     wc_arena_t *arena;
-    char *scratch; /* the word being looked up, zero-padded by WC_INLINE bytes */
+    char *scratch; /* the current block, copied (lowercased), zero-padded */
     size_t scratch_cap;
+    uint64_t *bits; /* bit i: scratch[i] is a word byte */
+    size_t bits_cap;
 } wc_table_t;
 
 /* Byte classes: 1 = word byte. */
 static unsigned char word_class[256];
 static unsigned char lower_map[256];
-static unsigned char same_map[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void init_tables(void)
@@ -98,7 +102,6 @@ static void init_tables(void)
         word_class[c] = (c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
                          (c >= 'A' && c <= 'Z') || c == '_');
         lower_map[c] = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
-        same_map[c] = (unsigned char)c;
     }
 }
 
@@ -173,6 +176,7 @@ static void table_free(wc_table_t *t)
     }
     free(t->slots);
     free(t->scratch);
+    free(t->bits);
     free(t);
 }
 
@@ -247,13 +251,33 @@ static int table_add(wc_table_t *t, const char *s, size_t n, uint64_t count)
     }
 }
 
-/* The hot path: w is zero-padded by WC_INLINE bytes and h = wc_hash(w, n). */
-static inline int table_add_padded(wc_table_t *t, const char *w, size_t n, uint64_t h)
+/* The low r bytes (1..8) of the 8 bytes at s; the bytes after may be read
+ * but are masked off (callers keep 16 readable bytes past every word). */
+static inline uint64_t load_word(const char *s, size_t r)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return r >= 8 ? w : w & ((1ULL << (8 * r)) - 1);
+}
+
+/* The hot path: the word s[0..n) has 16 readable bytes after it. */
+static inline uint64_t hash_word(const char *s, size_t n)
+{
+    uint64_t h = WC_SEED;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) h = wc_step(h, load_word(s + i, 8));
+    if (i < n) h = wc_step(h, load_word(s + i, n - i));
+    return wc_final(h, n);
+}
+
+static inline int table_add_word(wc_table_t *t, const char *w, size_t n, uint64_t h)
 {
     uint32_t tag = (uint32_t)(h >> 32);
-    uint64_t w0, w1;
-    memcpy(&w0, w, 8);
-    memcpy(&w1, w + 8, 8);
+    uint64_t w0 = 0, w1 = 0;
+    if (n <= WC_INLINE) {
+        w0 = load_word(w, n);
+        if (n > 8) w1 = load_word(w + 8, n - 8);
+    }
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
         wc_entry_t *e = &t->slots[i];
         if (!e->count) return table_insert(t, e, w, n, h, 1);
@@ -269,6 +293,60 @@ static inline int table_add_padded(wc_table_t *t, const char *w, size_t n, uint6
         e->count++;
         return 0;
     }
+}
+
+/*
+ * Classifies and copies (lowercased when fold) n bytes of src into dst, and
+ * sets bit i of bits[] when src[i] is a word byte. bits must hold
+ * ceil(n / 64) words. SSE2 handles 16 bytes at a time; the tail is scalar.
+ */
+static void classify(const unsigned char *src, size_t n, char *dst, uint64_t *bits, int fold)
+{
+    size_t i = 0;
+    memset(bits, 0, ((n + 63) / 64) * sizeof *bits);
+#if defined(__SSE2__)
+    const __m128i c80 = _mm_set1_epi8((char)0x80), c20 = _mm_set1_epi8(0x20);
+    const __m128i c0 = _mm_set1_epi8('0'), c9 = _mm_set1_epi8(9);
+    const __m128i ca = _mm_set1_epi8('a'), cA = _mm_set1_epi8('A'), c25 = _mm_set1_epi8(25);
+    const __m128i cu = _mm_set1_epi8('_');
+    (void)c80;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        /* unsigned x - lo <= hi - lo  <=>  min(x - lo, hi - lo) == x - lo */
+        __m128i d = _mm_sub_epi8(v, c0);
+        __m128i is_digit = _mm_cmpeq_epi8(_mm_min_epu8(d, c9), d);
+        __m128i l = _mm_sub_epi8(_mm_or_si128(v, c20), ca);
+        __m128i is_alpha = _mm_cmpeq_epi8(_mm_min_epu8(l, c25), l);
+        __m128i u = _mm_sub_epi8(v, cA);
+        __m128i is_upper = _mm_cmpeq_epi8(_mm_min_epu8(u, c25), u);
+        __m128i is_word = _mm_or_si128(_mm_or_si128(is_digit, is_alpha), _mm_cmpeq_epi8(v, cu));
+        unsigned m = (unsigned)_mm_movemask_epi8(is_word) | (unsigned)_mm_movemask_epi8(v);
+        if (fold) v = _mm_add_epi8(v, _mm_and_si128(is_upper, c20));
+        _mm_storeu_si128((__m128i *)(dst + i), v);
+        bits[i / 64] |= (uint64_t)m << (i % 64);
+    }
+#endif
+    for (; i < n; i++) {
+        unsigned char ch = src[i];
+        dst[i] = (char)(fold ? lower_map[ch] : ch);
+        if (word_class[ch]) bits[i / 64] |= 1ULL << (i % 64);
+    }
+}
+
+/* First position >= i (< n) whose bit equals `want`, or n. */
+static inline size_t next_bit(const uint64_t *bits, size_t i, size_t n, int want)
+{
+    while (i < n) {
+        uint64_t w = bits[i / 64];
+        if (!want) w = ~w;
+        w &= ~0ULL << (i % 64);
+        if (w) {
+            size_t j = (i & ~(size_t)63) + (size_t)__builtin_ctzll(w);
+            return j < n ? j : n;
+        }
+        i = (i & ~(size_t)63) + 64;
+    }
+    return n;
 }
 
 static void *wc_new(const void *o)
@@ -287,70 +365,73 @@ static int wc_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t f
     wc_table_t *t = pp;
     (void)fmt;
     (void)out;
-    const unsigned char *p = (const unsigned char *)c->data, *end = p + c->len;
+    const unsigned char *data = (const unsigned char *)c->data;
     if (!o->binary) {
-        const unsigned char *nul = memchr(p, 0, c->len);
+        const unsigned char *nul = memchr(data, 0, c->len);
         if (nul)
-            return mpm_err_set(err, nul - p,
+            return mpm_err_set(err, nul - data,
                                "NUL byte: this looks like a binary file, not text (--binary "
                                "counts its words anyway)");
     }
-    /* Words are tokenised in batches of BATCH into scratch (each zero-padded),
-     * their slots prefetched, then counted: the cache misses of a batch
-     * overlap instead of stalling one after the other. */
-    enum { BATCH = 16 };
-    size_t need = c->len + BATCH * (WC_INLINE + 8) + 64;
-    if (t->scratch_cap < need) {
-        size_t cap = need > 4096 ? need : 4096;
-        char *s = realloc(t->scratch, cap);
-        if (!s) return mpm_err_set(err, -1, "out of memory");
-        t->scratch = s;
-        t->scratch_cap = cap;
-    }
-    const unsigned char *map = o->case_sensitive ? same_map : lower_map;
-    struct {
-        const char *w;
-        size_t n;
-        uint64_t h;
-    } b[BATCH];
-    while (p < end) {
-        int nb = 0;
-        char *d = t->scratch;
-        while (nb < BATCH) {
-            while (p < end && !word_class[*p]) p++;
-            if (p == end) break;
-            /* Lowercase, store and hash eight bytes at a time in registers:
-             * re-reading bytes just stored one by one would stall on
-             * store-to-load forwarding. */
-            char *w = d;
-            uint64_t h = WC_SEED, acc = 0;
-            unsigned sh = 0;
-            while (p < end && word_class[*p]) {
-                acc |= (uint64_t)map[*p++] << sh;
-                sh += 8;
-                if (sh == 64) {
-                    memcpy(d, &acc, 8);
-                    d += 8;
-                    h = wc_step(h, acc);
-                    acc = 0;
-                    sh = 0;
-                }
-            }
-            size_t n = (size_t)(d - w) + sh / 8;
-            if (sh) h = wc_step(h, acc);
-            memcpy(d, &acc, 8); /* the tail, zero-padded (all zero when sh == 0) */
-            memset(d + 8, 0, 8);
-            d += 16;
-            h = wc_final(h, n);
-            __builtin_prefetch(&t->slots[h & t->mask]);
-            b[nb].w = w;
-            b[nb].n = n;
-            b[nb].h = h;
-            nb++;
+    /*
+     * The chunk is processed in blocks of about BLOCK bytes that end between
+     * words. A block is first copied (lowercased) into scratch while a bitmap
+     * of word bytes is built, 16 bytes at a time; words are then found with
+     * bit scans instead of a branch per byte. Words are hashed from scratch,
+     * eight bytes at a time, and counted in batches of BATCH with their table
+     * slots prefetched, so that the cache misses of a batch overlap.
+     */
+    enum { BLOCK = 32 << 10, BATCH = 16 };
+    size_t off = 0;
+    while (off < c->len) {
+        size_t bend = off + BLOCK < c->len ? off + BLOCK : c->len;
+        while (bend < c->len && word_class[data[bend]]) bend++; /* never split a word */
+        size_t n = bend - off;
+        size_t need = n + 32;
+        if (t->scratch_cap < need) {
+            size_t cap = need > BLOCK + 4096 ? need : BLOCK + 4096;
+            char *sc = realloc(t->scratch, cap);
+            if (!sc) return mpm_err_set(err, -1, "out of memory");
+            t->scratch = sc;
+            t->scratch_cap = cap;
         }
-        for (int i = 0; i < nb; i++)
-            if (table_add_padded(t, b[i].w, b[i].n, b[i].h))
-                return mpm_err_set(err, -1, "out of memory counting words");
+        size_t nwords = (n + 63) / 64;
+        if (t->bits_cap < nwords) {
+            size_t cap = nwords > (BLOCK / 64 + 64) ? nwords : (BLOCK / 64 + 64);
+            uint64_t *nb = realloc(t->bits, cap * sizeof *nb);
+            if (!nb) return mpm_err_set(err, -1, "out of memory");
+            t->bits = nb;
+            t->bits_cap = cap;
+        }
+        char *sc = t->scratch;
+        classify(data + off, n, sc, t->bits, !o->case_sensitive);
+        memset(sc + n, 0, 32);
+        struct {
+            const char *w;
+            size_t n;
+            uint64_t h;
+        } b[BATCH];
+        size_t i = 0;
+        for (;;) {
+            int nb = 0;
+            while (nb < BATCH) {
+                size_t ws = next_bit(t->bits, i, n, 1);
+                if (ws >= n) break;
+                size_t we = next_bit(t->bits, ws, n, 0);
+                uint64_t h = hash_word(sc + ws, we - ws);
+                __builtin_prefetch(&t->slots[h & t->mask]);
+                b[nb].w = sc + ws;
+                b[nb].n = we - ws;
+                b[nb].h = h;
+                nb++;
+                i = we;
+            }
+            for (int k = 0; k < nb; k++)
+                if (table_add_word(t, b[k].w, b[k].n, b[k].h))
+                    return mpm_err_set(err, -1, "out of memory counting words");
+            if (nb < BATCH) break;
+        }
+        off = bend;
     }
     return 0;
 }
