@@ -117,16 +117,32 @@ static ssize_t read_full(int fd, char *p, size_t n, int *eof)
 static int next_read(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_err_t *err)
 {
     const mpm_input_t *in = &s->in[s->cur];
-    size_t need = (size_t)s->cs;
-    size_t cap = (need > s->carry_len ? need : s->carry_len) + PROBE;
+    /* The buffer starts at min(chunk size, 64 MiB) and grows while reading,
+     * so a huge --chunk-size costs only the bytes that exist. */
+    size_t need = s->cs > (uint64_t)(SIZE_MAX / 4) ? SIZE_MAX / 4 : (size_t)s->cs;
+    size_t cap = (need < ((size_t)64 << 20) ? need : ((size_t)64 << 20));
+    if (cap < s->carry_len) cap = s->carry_len;
+    cap += PROBE;
     char *buf = malloc(s->headroom + cap);
     if (!buf) return mpm_err_set(err, -1, "out of memory for a chunk of %zu bytes", cap);
     char *p = buf + s->headroom;
     size_t have = s->carry_len;
-    memcpy(p, s->carry, have);
+    if (have) memcpy(p, s->carry, have);
     s->carry_len = 0;
-    if (have < need && !s->eof) {
-        ssize_t r = read_full(s->fd, p + have, need - have, &s->eof);
+    while (have < need && !s->eof) {
+        if (have == cap) {
+            size_t ncap = cap + (cap < need - have ? cap : need - have) + PROBE;
+            char *nb = realloc(buf, s->headroom + ncap);
+            if (!nb) {
+                free(buf);
+                return mpm_err_set(err, -1, "out of memory for a chunk of %zu bytes", ncap);
+            }
+            buf = nb;
+            p = buf + s->headroom;
+            cap = ncap;
+        }
+        size_t want = cap - have < need - have ? cap - have : need - have;
+        ssize_t r = read_full(s->fd, p + have, want, &s->eof);
         if (r < 0) goto read_error;
         have += (size_t)r;
     }

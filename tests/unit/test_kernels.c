@@ -79,7 +79,8 @@ static void kx_open(kx_t *x, const char *kernel, const char *const *opts, int ar
     x->opts = calloc(1, x->k->opts_size ? x->k->opts_size : 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x->opts);
     if (x->k->opts_init) x->k->opts_init(x->opts);
-    for (int i = 0; opts && opts[i]; i += 2) CU_ASSERT_EQUAL(set_opt(x->k, x->opts, opts[i], opts[i + 1]), 0);
+    for (int i = 0; opts && opts[i]; i += 2)
+        CU_ASSERT_EQUAL(set_opt(x->k, x->opts, opts[i], opts[i + 1]), 0);
     x->rc = x->k->check(x->opts, argc, argv, &x->in, &x->err);
 }
 
@@ -93,13 +94,13 @@ static void kx_close(kx_t *x)
 
 /* Runs map over one chunk whose bytes are copied into an exact-size buffer
  * (so that reads past the end are caught by sanitizers). */
-static int map_bytes(const kx_t *x, void *partial, uint64_t index, uint64_t offset, const char *data,
-                     size_t len, mpm_format_t fmt, mpm_buf_t *out, mpm_err_t *err)
+static int map_bytes(const kx_t *x, void *partial, uint64_t index, uint64_t offset,
+                     const char *data, size_t len, mpm_format_t fmt, mpm_buf_t *out, mpm_err_t *err)
 {
     char *copy = malloc(len ? len : 1);
     if (len) memcpy(copy, data, len);
-    mpm_chunk_t c = {.index = index, .input = 0, .name = "test", .offset = offset, .data = copy,
-                     .len = len};
+    mpm_chunk_t c = {
+        .index = index, .input = 0, .name = "test", .offset = offset, .data = copy, .len = len};
     int r = x->k->map(x->opts, &c, partial, fmt, out, err);
     free(copy);
     return r;
@@ -133,7 +134,8 @@ static int buf_eq(const mpm_buf_t *b, const char *s, size_t n)
 static void show_diff(const char *what, const char *got, size_t gl, const char *want, size_t wl)
 {
     size_t i = 0;
-    while (i < gl && i < wl && got[i] == want[i]) i++;
+    while (i < gl && i < wl && got[i] == want[i])
+        i++;
     fprintf(stderr, "\n  %s: outputs differ at byte %zu (got %zu bytes, want %zu)\n", what, i, gl,
             wl);
     size_t from = i > 40 ? i - 40 : 0;
@@ -145,8 +147,8 @@ static void show_diff(const char *what, const char *got, size_t gl, const char *
 
 static int ref_word_byte(unsigned char c)
 {
-    return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '_';
+    return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z') || c == '_';
 }
 
 typedef struct rword_s {
@@ -188,7 +190,8 @@ static char *ref_wordcount(const char *text, size_t len, int case_sensitive, lon
             continue;
         }
         size_t j = i;
-        while (j < len && ref_word_byte((unsigned char)t[j])) j++;
+        while (j < len && ref_word_byte((unsigned char)t[j]))
+            j++;
         if (nw == cap) w = realloc(w, (cap *= 2) * sizeof *w);
         w[nw].s = t + i;
         w[nw].n = j - i;
@@ -207,7 +210,8 @@ static char *ref_wordcount(const char *text, size_t len, int case_sensitive, lon
     qsort(w, nd, sizeof *w, rword_rank_cmp);
     if (top > 0 && (size_t)top < nd) nd = (size_t)top;
     size_t ol = 0, ocap = 64;
-    for (size_t i = 0; i < nd; i++) ocap += w[i].n + 24;
+    for (size_t i = 0; i < nd; i++)
+        ocap += w[i].n + 24;
     char *o = malloc(ocap);
     for (size_t i = 0; i < nd; i++) {
         ol += (size_t)snprintf(o + ol, ocap - ol, "%llu\t", (unsigned long long)w[i].count);
@@ -235,7 +239,8 @@ static int is_prime_td(uint64_t n)
 static uint64_t count_primes_td(uint64_t lo, uint64_t hi) /* [lo, hi) */
 {
     uint64_t c = 0;
-    for (uint64_t n = lo; n < hi; n++) c += (uint64_t)is_prime_td(n);
+    for (uint64_t n = lo; n < hi; n++)
+        c += (uint64_t)is_prime_td(n);
     return c;
 }
 
@@ -256,13 +261,30 @@ static uint64_t fib_iter(unsigned n)
  * raw high bytes, separated by spaces, punctuation and control bytes. */
 static char *wc_text(size_t len, int vocab)
 {
-    static const char *const seps[] = {" ",  " ",  " ",   "\n", ", ",   ". ",  "\t", "\r\n",
-                                       "--", "'",  "\"",  "(",  ")\n",  "\x01", "\x7f", " ~ ",
-                                       "/",  "\\", "\x1b", "=",  "  \n\n", ";",   "@",  "+"};
-    static const char *const stems[] = {"the",  "The",  "THE",   "a",        "of",   "and",
-                                        "caf\xc3\xa9", "CAF\xc3\x89", "na\xc3\xafve", "x_y",
-                                        "_",    "42",   "v2",    "ZZ",       "zz",   "\xff\xfe",
-                                        "a\x80" "b", "\xe6\x97\xa5\xe6\x9c\xac", "Word", "word"};
+    static const char *const seps[] = {" ",  " ",  " ",    "\n", ", ",     ". ",   "\t",   "\r\n",
+                                       "--", "'",  "\"",   "(",  ")\n",    "\x01", "\x7f", " ~ ",
+                                       "/",  "\\", "\x1b", "=",  "  \n\n", ";",    "@",    "+"};
+    static const char *const stems[] = {"the",
+                                        "The",
+                                        "THE",
+                                        "a",
+                                        "of",
+                                        "and",
+                                        "caf\xc3\xa9",
+                                        "CAF\xc3\x89",
+                                        "na\xc3\xafve",
+                                        "x_y",
+                                        "_",
+                                        "42",
+                                        "v2",
+                                        "ZZ",
+                                        "zz",
+                                        "\xff\xfe",
+                                        "a\x80"
+                                        "b",
+                                        "\xe6\x97\xa5\xe6\x9c\xac",
+                                        "Word",
+                                        "word"};
     char *s = malloc(len + 64);
     size_t n = 0;
     while (n < len) {
@@ -306,7 +328,8 @@ static char *wc_kernel(const kx_t *x, const char *text, size_t len, int nparts, 
         size_t want = 1 + (size_t)(rnd() % max_chunk);
         size_t end = start + want < len ? start + want : len;
         /* extend to just after a separator (as the splitter does) */
-        while (end < len && ref_word_byte((unsigned char)text[end - 1])) end++;
+        while (end < len && ref_word_byte((unsigned char)text[end - 1]))
+            end++;
         mpm_buf_t out = {0};
         mpm_err_t err = {.offset = -1, .msg = ""};
         CU_ASSERT_EQUAL(map_bytes(x, parts[idx % (uint64_t)nparts], idx, start, text + start,
@@ -438,6 +461,129 @@ static void test_wc_random(void)
     wc_compare("separators", " ,.\n\t--\n", 8, 0, 0, 2, 3);
 }
 
+/* Every byte value, in every position of a 16-byte vector and in the scalar
+ * tail: random bytes of lengths 0..300 (with --binary, NUL too). */
+static void test_wc_all_bytes(void)
+{
+    for (int binary = 0; binary <= 1; binary++) {
+        for (int cs = 0; cs <= 1; cs++) {
+            const char *opts[6];
+            int no = 0;
+            if (binary) {
+                opts[no++] = "binary";
+                opts[no++] = NULL;
+            }
+            if (cs) {
+                opts[no++] = "case-sensitive";
+                opts[no++] = NULL;
+            }
+            opts[no] = NULL;
+            char *argv[] = {"f"};
+            kx_t x;
+            kx_open(&x, "wordcount", opts, 1, argv);
+            int bad = 0;
+            for (size_t len = 0; len <= 300; len++) {
+                char t[301];
+                for (size_t i = 0; i < len; i++) {
+                    uint64_t r = rnd();
+                    /* half the time a byte near a class edge */
+                    static const unsigned char edge[] = {'/',  '0',  '9',  ':',  '@',  'A', 'Z',
+                                                         '[',  '^',  '_',  '`',  'a',  'z', '{',
+                                                         0x7f, 0x80, 0xff, 0xc0, 0xdf, 0xe0};
+                    unsigned char c =
+                        r & 1 ? edge[(r >> 8) % sizeof edge] : (unsigned char)(r >> 16);
+                    if (!binary && c == 0) c = ' ';
+                    t[i] = (char)c;
+                }
+                size_t gl, wl;
+                char *got = wc_kernel(&x, t, len, 1, len + 1, MPM_FMT_TEXT, &gl);
+                char *want = ref_wordcount(t, len, cs, 0, &wl);
+                if (!(gl == wl && memcmp(got, want, gl) == 0)) {
+                    if (bad++ < 3) {
+                        char what[64];
+                        snprintf(what, sizeof what, "all bytes, len %zu, binary %d, cs %d", len,
+                                 binary, cs);
+                        show_diff(what, got, gl, want, wl);
+                    }
+                }
+                free(got);
+                free(want);
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            kx_close(&x);
+        }
+    }
+}
+
+/* Big chunks (processed internally in blocks): words straddling every
+ * offset around 32 KiB and 64 KiB, words longer than a block, words of
+ * every length around 8 and 16 bytes. */
+static void test_wc_big_chunks(void)
+{
+    kx_t x;
+    char *argv[] = {"f"};
+    kx_open(&x, "wordcount", NULL, 1, argv);
+    /* one chunk per layout: a run of 'x' padding, then a marker word across the boundary */
+    int bad = 0;
+    for (size_t edge = 16384; edge <= 65536; edge *= 2) {
+        for (int shift = -20; shift <= 20; shift++) {
+            size_t pad = (size_t)((long)edge + shift - 3);
+            mpm_buf_t b = {0};
+            for (size_t i = 0; i + 6 < pad; i += 6)
+                mpm_buf_append(&b, "ab Cd ", 6);
+            while (b.len < pad)
+                mpm_buf_append(&b, " ", 1);
+            mpm_buf_append(&b, "Marker_Word_0123456789 tail", 27);
+            size_t gl, wl;
+            char *got = wc_kernel(&x, b.data, b.len, 1, b.len + 1, MPM_FMT_TEXT, &gl);
+            char *want = ref_wordcount(b.data, b.len, 0, 0, &wl);
+            if (!(gl == wl && memcmp(got, want, gl) == 0) && bad++ < 3)
+                show_diff("block edge", got, gl, want, wl);
+            free(got);
+            free(want);
+            mpm_buf_free(&b);
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    /* words of length 1..40, each many times, several long words */
+    mpm_buf_t b = {0};
+    for (int rep = 0; rep < 50; rep++)
+        for (int l = 1; l <= 40; l++) {
+            for (int k = 0; k < l; k++)
+                mpm_buf_append(&b, &"abcdefghijKLMNOPQRST_0123456789xyzXYZ\xc3\xa9"[(k + rep) % 39],
+                               1);
+            mpm_buf_append(&b, rep % 2 ? "\n" : " ", 1);
+        }
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 100000 + k; i++)
+            mpm_buf_append(&b, "q", 1);
+        mpm_buf_append(&b, " ", 1);
+    }
+    for (int i = 0; i < 100000; i++)
+        mpm_buf_append(&b, "q", 1); /* again, and last */
+    size_t gl, wl;
+    char *want = ref_wordcount(b.data, b.len, 0, 0, &wl);
+    uint64_t chunks[] = {b.len + 1, 70000, 4000, 33};
+    for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+        char *got = wc_kernel(&x, b.data, b.len, 3, chunks[c], MPM_FMT_TEXT, &gl);
+        CU_ASSERT(gl == wl && memcmp(got, want, gl) == 0);
+        if (!(gl == wl && memcmp(got, want, gl) == 0)) show_diff("word lengths", got, gl, want, wl);
+        free(got);
+    }
+    free(want);
+    /* a 300 KB text as a single chunk */
+    char *t = wc_text(300000, 5000);
+    size_t n = strlen(t);
+    want = ref_wordcount(t, n, 0, 0, &wl);
+    char *got = wc_kernel(&x, t, n, 1, n + 1, MPM_FMT_TEXT, &gl);
+    CU_ASSERT(gl == wl && memcmp(got, want, gl) == 0);
+    free(got);
+    free(want);
+    free(t);
+    mpm_buf_free(&b);
+    kx_close(&x);
+}
+
 /* Many distinct words: the partials must grow well past their first size. */
 static void test_wc_many_distinct(void)
 {
@@ -445,9 +591,11 @@ static void test_wc_many_distinct(void)
     char *t = malloc(cap);
     for (int i = 0; i < 70000; i++) {
         unsigned id = (unsigned)(rnd() % 60000);
-        n += (size_t)snprintf(t + n, cap - n, "%s%u%s", id % 3 ? "k" : "K", id, i % 11 ? " " : "\n");
+        n +=
+            (size_t)snprintf(t + n, cap - n, "%s%u%s", id % 3 ? "k" : "K", id, i % 11 ? " " : "\n");
     }
-    for (int i = 0; i < 30000; i++) n += (size_t)snprintf(t + n, cap - n, "u%d ", i);
+    for (int i = 0; i < 30000; i++)
+        n += (size_t)snprintf(t + n, cap - n, "u%d ", i);
     wc_compare("distinct", t, n, 0, 0, 2, 50000);
     wc_compare("distinct", t, n, 1, 0, 3, 7000);
     wc_compare("distinct", t, n, 0, 25, 4, 100000);
@@ -456,24 +604,31 @@ static void test_wc_many_distinct(void)
 
 static void test_wc_case_and_high_bytes(void)
 {
-    const char *t = "CAF\xc3\x89 caf\xc3\xa9 Caf\xc3\xa9 a\xff" "b A\xff" "B \x80\x81 \x80\x81";
+    const char *t = "CAF\xc3\x89 caf\xc3\xa9 Caf\xc3\xa9 a\xff"
+                    "b A\xff"
+                    "B \x80\x81 \x80\x81";
     size_t gl;
     kx_t x;
     char *argv[] = {"f"};
     kx_open(&x, "wordcount", NULL, 1, argv);
     char *got = wc_kernel(&x, t, strlen(t), 2, 4, MPM_FMT_TEXT, &gl);
     /* Only ASCII letters fold; bytes >= 0x80 are word bytes, kept as they are. */
-    const char *want = "2\ta\xff" "b\n2\tcaf\xc3\xa9\n2\t\x80\x81\n1\tcaf\xc3\x89\n";
+    const char *want = "2\ta\xff"
+                       "b\n2\tcaf\xc3\xa9\n2\t\x80\x81\n1\tcaf\xc3\x89\n";
     CU_ASSERT(gl == strlen(want) && memcmp(got, want, gl) == 0);
-    if (!(gl == strlen(want) && memcmp(got, want, gl) == 0)) show_diff("high bytes", got, gl, want, strlen(want));
+    if (!(gl == strlen(want) && memcmp(got, want, gl) == 0))
+        show_diff("high bytes", got, gl, want, strlen(want));
     free(got);
     kx_close(&x);
     kx_open(&x, "wordcount", NULL, 1, argv);
     set_opt(x.k, x.opts, "case-sensitive", NULL);
     got = wc_kernel(&x, t, strlen(t), 2, 4, MPM_FMT_TEXT, &gl);
-    want = "2\t\x80\x81\n1\tA\xff" "B\n1\tCAF\xc3\x89\n1\tCaf\xc3\xa9\n1\ta\xff" "b\n1\tcaf\xc3\xa9\n";
+    want = "2\t\x80\x81\n1\tA\xff"
+           "B\n1\tCAF\xc3\x89\n1\tCaf\xc3\xa9\n1\ta\xff"
+           "b\n1\tcaf\xc3\xa9\n";
     CU_ASSERT(gl == strlen(want) && memcmp(got, want, gl) == 0);
-    if (!(gl == strlen(want) && memcmp(got, want, gl) == 0)) show_diff("case-sensitive", got, gl, want, strlen(want));
+    if (!(gl == strlen(want) && memcmp(got, want, gl) == 0))
+        show_diff("case-sensitive", got, gl, want, strlen(want));
     free(got);
     kx_close(&x);
 }
@@ -487,7 +642,8 @@ static void test_wc_nul(void)
         const char *s;
         size_t len;
         int64_t at;
-    } cases[] = {{"hello wor\0ld", 12, 9}, {"\0abc", 4, 0}, {"abc def\n\0", 9, 8}, {"a\0b\0c", 5, 1}};
+    } cases[] = {
+        {"hello wor\0ld", 12, 9}, {"\0abc", 4, 0}, {"abc def\n\0", 9, 8}, {"a\0b\0c", 5, 1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         void *p = x.k->partial_new(x.opts);
         mpm_buf_t out = {0};
@@ -507,7 +663,8 @@ static void test_wc_nul(void)
     void *p = x.k->partial_new(x.opts);
     mpm_buf_t out = {0};
     mpm_err_t err = {.offset = -1, .msg = ""};
-    CU_ASSERT_EQUAL(map_bytes(&x, p, 0, 0, "hello wor\0ld\0hello", 18, MPM_FMT_TEXT, &out, &err), 0);
+    CU_ASSERT_EQUAL(map_bytes(&x, p, 0, 0, "hello wor\0ld\0hello", 18, MPM_FMT_TEXT, &out, &err),
+                    0);
     CU_ASSERT_EQUAL(x.k->finish(x.opts, p, MPM_FMT_TEXT, &out, &err), 0);
     CU_ASSERT(buf_eq(&out, "2\thello\n1\tld\n1\twor\n", 19));
     mpm_buf_free(&out);
@@ -657,10 +814,25 @@ static void test_primes_check(void)
         CU_ASSERT_EQUAL(x.in.v[0].hi, 18); /* B is included */
     }
     kx_close(&x);
-    static const char *const bad[] = {"10:5",  "5-10",     "a:b",  "",     "1:2:3",
-                                      ":5",    "5:",       "-1:5", "1:-5", " 1:5",
-                                      "1:5 ",  "0x10:20",  "1.5:3", "3:4x", "1:1000000000000001",
-                                      "99999999999999999999:1", "1:99999999999999999999", ":", NULL};
+    static const char *const bad[] = {"10:5",
+                                      "5-10",
+                                      "a:b",
+                                      "",
+                                      "1:2:3",
+                                      ":5",
+                                      "5:",
+                                      "-1:5",
+                                      "1:-5",
+                                      " 1:5",
+                                      "1:5 ",
+                                      "0x10:20",
+                                      "1.5:3",
+                                      "3:4x",
+                                      "1:1000000000000001",
+                                      "99999999999999999999:1",
+                                      "1:99999999999999999999",
+                                      ":",
+                                      NULL};
     for (int i = 0; bad[i]; i++) {
         char *argv[] = {(char *)bad[i]};
         kx_open(&x, "primes", NULL, 1, argv);
@@ -697,13 +869,16 @@ static void test_primes_small_ranges(void)
             void *p = x.k->partial_new(x.opts);
             mpm_buf_t out = {0};
             mpm_err_t err = {.offset = -1, .msg = ""};
-            CU_ASSERT_EQUAL(map_range(&x, p, x.in.v[0].lo, x.in.v[0].hi, MPM_FMT_TEXT, &out, &err), 0);
+            CU_ASSERT_EQUAL(map_range(&x, p, x.in.v[0].lo, x.in.v[0].hi, MPM_FMT_TEXT, &out, &err),
+                            0);
             CU_ASSERT_EQUAL(out.len, 0);
             char *got = primes_final(&x, p, MPM_FMT_TEXT);
             char want[32];
             snprintf(want, sizeof want, "%llu\n", (unsigned long long)count_primes_td(a, b + 1));
             if (strcmp(got, want) != 0) {
-                if (bad++ < 10) fprintf(stderr, "\n  primes %llu:%llu: got %s want %s", (unsigned long long)a, (unsigned long long)b, got, want);
+                if (bad++ < 10)
+                    fprintf(stderr, "\n  primes %llu:%llu: got %s want %s", (unsigned long long)a,
+                            (unsigned long long)b, got, want);
             }
             free(got);
             mpm_buf_free(&out);
@@ -729,8 +904,8 @@ static void test_primes_chunks(void)
             char want[32];
             snprintf(want, sizeof want, "%llu\n", (unsigned long long)count_primes_td(lo, hi));
             if (strcmp(got, want) != 0 && bad++ < 10)
-                fprintf(stderr, "\n  primes chunk [%llu,%llu): got %s want %s", (unsigned long long)lo,
-                        (unsigned long long)hi, got, want);
+                fprintf(stderr, "\n  primes chunk [%llu,%llu): got %s want %s",
+                        (unsigned long long)lo, (unsigned long long)hi, got, want);
             free(got);
             x.k->partial_free(p);
         }
@@ -746,7 +921,8 @@ static void primes_split_run(uint64_t a, uint64_t b, uint64_t max_chunk)
     kx_t x;
     primes_open(&x, a, b, 0);
     void *parts[3];
-    for (int i = 0; i < 3; i++) parts[i] = x.k->partial_new(x.opts);
+    for (int i = 0; i < 3; i++)
+        parts[i] = x.k->partial_new(x.opts);
     uint64_t lo = x.in.v[0].lo, hi = x.in.v[0].hi;
     int i = 0;
     while (lo < hi) {
@@ -855,8 +1031,9 @@ static void test_fib_check(void)
         CU_ASSERT(x.in.v[0].len == 10 && memcmp(x.in.v[0].data, "0\n1\n10\n93\n", 10) == 0);
     }
     kx_close(&x);
-    static const char *const bad[] = {"94", "-1", "abc", "12abc", "", " 5", "5 ", "1e3", "100",
-                                      "99999999999999999999", "-0x1", NULL};
+    static const char *const bad[] = {"94",   "-1", "abc", "12abc", "",
+                                      " 5",   "5 ", "1e3", "100",   "99999999999999999999",
+                                      "-0x1", NULL};
     for (int i = 0; bad[i]; i++) {
         char *argv[] = {"5", (char *)bad[i], "7"};
         fib_open(&x, 0, 3, argv);
@@ -897,7 +1074,8 @@ static void test_fib_map(void)
     for (int fmt = 0; fmt <= 2; fmt++) {
         mpm_buf_t out = {0}, want = {0};
         mpm_err_t err = {.offset = -1, .msg = ""};
-        CU_ASSERT_EQUAL(map_bytes(&x, NULL, 0, 0, items, strlen(items), (mpm_format_t)fmt, &out, &err), 0);
+        CU_ASSERT_EQUAL(
+            map_bytes(&x, NULL, 0, 0, items, strlen(items), (mpm_format_t)fmt, &out, &err), 0);
         fib_expect(&want, 0, (mpm_format_t)fmt);
         fib_expect(&want, 1, (mpm_format_t)fmt);
         fib_expect(&want, 10, (mpm_format_t)fmt);
@@ -955,17 +1133,10 @@ static void test_fib_errors(void)
         const char *data;
         int64_t line_start;
     } cases[] = {
-        {"94\n", 0},
-        {"0\n1\n94\n", 4},
-        {"-1\n", 0},
-        {"5\n-1\n", 2},
-        {"abc\n", 0},
-        {"1\n2\n3\nabc", 6},
-        {"12abc\n", 0},
-        {"10\n12abc\n3\n", 3},
-        {"1\n99999999999999999999\n", 2},
-        {"+\n", 0},
-        {"1\n2 3\n", 2},
+        {"94\n", 0},    {"0\n1\n94\n", 4},     {"-1\n", 0},
+        {"5\n-1\n", 2}, {"abc\n", 0},          {"1\n2\n3\nabc", 6},
+        {"12abc\n", 0}, {"10\n12abc\n3\n", 3}, {"1\n99999999999999999999\n", 2},
+        {"+\n", 0},     {"1\n2 3\n", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         mpm_buf_t out = {0};
@@ -1044,7 +1215,8 @@ static void test_emit_text_tsv(void)
         char s[64];
         size_t n = rnd() % sizeof s;
         static const char pick[] = "\t\n\r\\abc\x01 \xff";
-        for (size_t i = 0; i < n; i++) s[i] = pick[rnd() % (sizeof pick - 1)];
+        for (size_t i = 0; i < n; i++)
+            s[i] = pick[rnd() % (sizeof pick - 1)];
         mpm_buf_t o = {0};
         CU_ASSERT_EQUAL(emit(&o, MPM_FMT_TSV, cols, s, n, 0), 0);
         int ok = o.len >= 1 && o.data[o.len - 1] == '\n';
@@ -1062,7 +1234,11 @@ static void test_emit_text_tsv(void)
                 break;
             }
             char e2 = o.data[++i];
-            d[dl++] = e2 == 't' ? '\t' : e2 == 'n' ? '\n' : e2 == 'r' ? '\r' : e2 == '\\' ? '\\' : 0;
+            d[dl++] = e2 == 't'    ? '\t'
+                      : e2 == 'n'  ? '\n'
+                      : e2 == 'r'  ? '\r'
+                      : e2 == '\\' ? '\\'
+                                   : 0;
             if (!strchr("tnr\\", e2)) ok = 0;
         }
         CU_ASSERT(ok && dl == n && memcmp(d, s, n) == 0);
@@ -1124,24 +1300,44 @@ static int json_string(const char **pp, const char *end, char *d, size_t *dl)
         }
         if (++p >= end) return -1;
         switch (*p) {
-        case '"': d[(*dl)++] = '"'; break;
-        case '\\': d[(*dl)++] = '\\'; break;
-        case '/': d[(*dl)++] = '/'; break;
-        case 'b': d[(*dl)++] = '\b'; break;
-        case 'f': d[(*dl)++] = '\f'; break;
-        case 'n': d[(*dl)++] = '\n'; break;
-        case 'r': d[(*dl)++] = '\r'; break;
-        case 't': d[(*dl)++] = '\t'; break;
+        case '"':
+            d[(*dl)++] = '"';
+            break;
+        case '\\':
+            d[(*dl)++] = '\\';
+            break;
+        case '/':
+            d[(*dl)++] = '/';
+            break;
+        case 'b':
+            d[(*dl)++] = '\b';
+            break;
+        case 'f':
+            d[(*dl)++] = '\f';
+            break;
+        case 'n':
+            d[(*dl)++] = '\n';
+            break;
+        case 'r':
+            d[(*dl)++] = '\r';
+            break;
+        case 't':
+            d[(*dl)++] = '\t';
+            break;
         case 'u': {
             if (end - p < 5) return -1;
             unsigned v = 0;
             for (int i = 1; i <= 4; i++) {
                 char h = p[i];
                 v <<= 4;
-                if (h >= '0' && h <= '9') v |= (unsigned)(h - '0');
-                else if (h >= 'a' && h <= 'f') v |= (unsigned)(h - 'a' + 10);
-                else if (h >= 'A' && h <= 'F') v |= (unsigned)(h - 'A' + 10);
-                else return -1;
+                if (h >= '0' && h <= '9')
+                    v |= (unsigned)(h - '0');
+                else if (h >= 'a' && h <= 'f')
+                    v |= (unsigned)(h - 'a' + 10);
+                else if (h >= 'A' && h <= 'F')
+                    v |= (unsigned)(h - 'A' + 10);
+                else
+                    return -1;
             }
             if (v >= 0x100) return -1; /* not produced for these inputs */
             d[(*dl)++] = (char)v;
@@ -1177,8 +1373,10 @@ static void test_emit_json(void)
     CU_ASSERT_EQUAL(emit(&b, MPM_FMT_JSON, cols, "caf\xc3\xa9 \xf0\x9f\x98\x80", 10, 0), 0);
     want = "{\"n\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}\n";
     CU_ASSERT(buf_eq(&b, want, strlen(want)));
-    static const char *const invalid[] = {"\xff", "\xc3", "a\xc3", "\xc0\xaf", "\xed\xa0\x80",
-                                          "\xf4\x90\x80\x80", "\x80", "\xe2\x82", "\xf8\x88\x80\x80\x80", NULL};
+    static const char *const invalid[] = {"\xff",     "\xc3",         "a\xc3",
+                                          "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                                          "\x80",     "\xe2\x82",     "\xf8\x88\x80\x80\x80",
+                                          NULL};
     for (int i = 0; invalid[i]; i++) {
         b.len = 0;
         size_t n = strlen(invalid[i]);
@@ -1207,7 +1405,9 @@ static void test_emit_json(void)
         size_t n = rnd() % sizeof s;
         for (size_t i = 0; i < n; i++) {
             uint64_t r = rnd();
-            s[i] = (char)(r % 4 == 0 ? (r >> 8) & 0x1f : r % 4 == 1 ? 0x80 | ((r >> 8) & 0x7f) : (r >> 8) & 0xff);
+            s[i] = (char)(r % 4 == 0   ? (r >> 8) & 0x1f
+                          : r % 4 == 1 ? 0x80 | ((r >> 8) & 0x7f)
+                                       : (r >> 8) & 0xff);
         }
         /* some well-formed sequences too */
         if (n > 6 && round % 3 == 0) memcpy(s + n / 2 - 3, "\xe2\x82\xac\xc3\xa9", 5);
@@ -1255,18 +1455,22 @@ static void test_parse_size(void)
         int r = mpm__parse_size(ok[i].s, &v);
         CU_ASSERT_EQUAL(r, 0);
         CU_ASSERT_EQUAL(v, ok[i].v);
-        if (r != 0 || v != ok[i].v) fprintf(stderr, "\n  parse_size('%s') = %d, %llu\n", ok[i].s, r, (unsigned long long)v);
+        if (r != 0 || v != ok[i].v)
+            fprintf(stderr, "\n  parse_size('%s') = %d, %llu\n", ok[i].s, r, (unsigned long long)v);
     }
-    static const char *const bad[] = {"",      "12X",          "99999999999T", "16777216T",
-                                      "18446744073709551616", "K", "-1", " 1", "1 ",
-                                      "1.5K",  "1KBx",         "1KK",          "0x10", "+5",
-                                      "1Q",    "10iB",         NULL};
+    static const char *const bad[] = {
+        "",     "12X", "99999999999T", "16777216T", "18446744073709551616",
+        "K",    "-1",  " 1",           "1 ",        "1.5K",
+        "1KBx", "1KK", "0x10",         "+5",        "1Q",
+        "10iB", NULL};
     for (int i = 0; bad[i]; i++) {
         uint64_t v = 12345;
         int r = mpm__parse_size(bad[i], &v);
         CU_ASSERT_EQUAL(r, -1);
         CU_ASSERT_EQUAL(v, 12345); /* untouched on error */
-        if (r != -1) fprintf(stderr, "\n  parse_size accepted '%s' -> %llu\n", bad[i], (unsigned long long)v);
+        if (r != -1)
+            fprintf(stderr, "\n  parse_size accepted '%s' -> %llu\n", bad[i],
+                    (unsigned long long)v);
     }
     uint64_t v;
     CU_ASSERT_EQUAL(mpm__parse_size(NULL, &v), -1);
@@ -1277,15 +1481,21 @@ static void test_parse_ll(void)
     static const struct {
         const char *s;
         long long v;
-    } ok[] = {{"0", 0}, {"-5", -5}, {"+7", 7}, {"42", 42}, {"9223372036854775807", INT64_MAX},
-              {"-9223372036854775808", INT64_MIN}, {"007", 7}};
+    } ok[] = {{"0", 0},
+              {"-5", -5},
+              {"+7", 7},
+              {"42", 42},
+              {"9223372036854775807", INT64_MAX},
+              {"-9223372036854775808", INT64_MIN},
+              {"007", 7}};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         long long v = 99;
         CU_ASSERT_EQUAL(mpm__parse_ll(ok[i].s, &v), 0);
         CU_ASSERT_EQUAL(v, ok[i].v);
     }
-    static const char *const bad[] = {"", " 1", "1 ", "12abc", "abc", "9223372036854775808",
-                                      "-9223372036854775809", "1.0", "--1", "-", NULL};
+    static const char *const bad[] = {
+        "",    " 1",  "1 ", "12abc", "abc", "9223372036854775808", "-9223372036854775809",
+        "1.0", "--1", "-",  NULL};
     for (int i = 0; bad[i]; i++) {
         long long v = 99;
         CU_ASSERT_EQUAL(mpm__parse_ll(bad[i], &v), -1);
@@ -1305,7 +1515,8 @@ static void test_parse_ll(void)
 static void test_buf_err_quote(void)
 {
     mpm_buf_t b = {0};
-    for (int i = 0; i < 1000; i++) CU_ASSERT_EQUAL(mpm_buf_printf(&b, "%d,", i), 0);
+    for (int i = 0; i < 1000; i++)
+        CU_ASSERT_EQUAL(mpm_buf_printf(&b, "%d,", i), 0);
     size_t n = 0;
     char want[8];
     for (int i = 0; i < 1000; i++) {
@@ -1365,6 +1576,8 @@ int main(void)
     CU_add_test(s, "wordcount: hand-counted text", test_wc_small_hand);
     CU_add_test(s, "wordcount: random text vs naive counter", test_wc_random);
     CU_add_test(s, "wordcount: many distinct words", test_wc_many_distinct);
+    CU_add_test(s, "wordcount: every byte value", test_wc_all_bytes);
+    CU_add_test(s, "wordcount: big chunks, block edges, long words", test_wc_big_chunks);
     CU_add_test(s, "wordcount: case folding and bytes >= 0x80", test_wc_case_and_high_bytes);
     CU_add_test(s, "wordcount: NUL bytes", test_wc_nul);
     CU_add_test(s, "wordcount: serialize/deserialize", test_wc_serialize);

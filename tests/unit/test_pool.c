@@ -36,7 +36,8 @@ static int init_marker;
 
 static void reset_init_counters(void)
 {
-    for (int i = 0; i < 64; i++) atomic_store(&init_calls[i], 0);
+    for (int i = 0; i < 64; i++)
+        atomic_store(&init_calls[i], 0);
     atomic_store(&init_arg_ok, 1);
 }
 
@@ -67,7 +68,8 @@ static void work_fn(mpm_task_t *t, int thread_index)
     atomic_store(&x->thread, thread_index);
     atomic_store(&x->tls_ok, tls_init_index == thread_index);
     if (x->gate)
-        while (!atomic_load(x->gate)) sleep_us(200);
+        while (!atomic_load(x->gate))
+            sleep_us(200);
     if (x->sleep_us) sleep_us(x->sleep_us);
     atomic_fetch_add(&x->runs, 1);
     if (x->completed) atomic_fetch_add(x->completed, 1);
@@ -164,7 +166,8 @@ static void test_many_tasks(void)
         CU_ASSERT_EQUAL(bad_tls, 0);
         mpm__pool_stop(p);
         /* After the join: the init hook ran exactly once per thread index. */
-        for (int i = 0; i < 64; i++) CU_ASSERT_EQUAL(atomic_load(&init_calls[i]), i < nt ? 1 : 0);
+        for (int i = 0; i < 64; i++)
+            CU_ASSERT_EQUAL(atomic_load(&init_calls[i]), i < nt ? 1 : 0);
         CU_ASSERT(atomic_load(&init_arg_ok));
         if (bad_runs || bad_ret || bad_thread || bad_tls)
             fprintf(stderr, "threads %d: bad runs %d, bad returns %d, bad thread %d, bad tls %d\n",
@@ -193,7 +196,8 @@ static void test_all_threads_used(void)
         if (th >= 0 && th < nt) used[th]++;
         CU_ASSERT_EQUAL(returned[i], 1);
     }
-    for (int t = 0; t < nt; t++) CU_ASSERT(used[t] > 0);
+    for (int t = 0; t < nt; t++)
+        CU_ASSERT(used[t] > 0);
     mpm__pool_stop(p);
     free(v);
 }
@@ -205,7 +209,8 @@ static void test_fifo_single_thread(void)
     ttask_t *v = tasks_new(n);
     mpm_pool_t *p = NULL;
     CU_ASSERT_EQUAL_FATAL(mpm__pool_start(&p, 1, NULL, NULL), 0);
-    for (int i = 0; i < n; i++) mpm__pool_submit(p, &v[i].task);
+    for (int i = 0; i < n; i++)
+        mpm__pool_submit(p, &v[i].task);
     int expect = 0, in_order = 1;
     double t0 = now_s();
     while (expect < n && now_s() - t0 < 30) {
@@ -276,14 +281,16 @@ static void test_pending_counts(void)
     }
     atomic_store(&gate, 1);
     double t0 = now_s();
-    while (atomic_load(&completed) < n && now_s() - t0 < 20) sleep_us(1000);
+    while (atomic_load(&completed) < n && now_s() - t0 < 20)
+        sleep_us(1000);
     CU_ASSERT_EQUAL(atomic_load(&completed), n);
     /* Finished but not taken: still pending. */
     CU_ASSERT_EQUAL(mpm__pool_pending(p), n);
     int returned[10] = {0};
     CU_ASSERT_EQUAL(collect(p, v, n, returned, n, 10.0, NULL), n);
     CU_ASSERT_EQUAL(mpm__pool_pending(p), 0);
-    for (int i = 0; i < n; i++) CU_ASSERT_EQUAL(returned[i], 1);
+    for (int i = 0; i < n; i++)
+        CU_ASSERT_EQUAL(returned[i], 1);
     mpm__pool_stop(p);
     free(v);
 }
@@ -301,9 +308,11 @@ static void test_cancel(void)
     v[0].started = &started;
     mpm__pool_submit(p, &v[0].task);
     double t0 = now_s();
-    while (!atomic_load(&started) && now_s() - t0 < 20) sleep_us(500);
+    while (!atomic_load(&started) && now_s() - t0 < 20)
+        sleep_us(500);
     CU_ASSERT_EQUAL_FATAL(atomic_load(&started), 1);
-    for (int i = 1; i < n; i++) mpm__pool_submit(p, &v[i].task);
+    for (int i = 1; i < n; i++)
+        mpm__pool_submit(p, &v[i].task);
     CU_ASSERT_EQUAL(mpm__pool_pending(p), n);
 
     mpm__pool_cancel(p);
@@ -358,7 +367,8 @@ static void test_cancel_race(void)
         int *returned = calloc((size_t)n, sizeof *returned);
         mpm_pool_t *p = NULL;
         CU_ASSERT_EQUAL_FATAL(mpm__pool_start(&p, nt, NULL, NULL), 0);
-        for (int i = 0; i < n; i++) mpm__pool_submit(p, &v[i].task);
+        for (int i = 0; i < n; i++)
+            mpm__pool_submit(p, &v[i].task);
         mpm__pool_cancel(p);
         int got = 0, bad = 0;
         double t0 = now_s();
@@ -374,7 +384,8 @@ static void test_cancel_race(void)
         CU_ASSERT_EQUAL(got, n);
         CU_ASSERT_EQUAL(bad, 0);
         int dup = 0;
-        for (int i = 0; i < n; i++) dup += returned[i] != 1;
+        for (int i = 0; i < n; i++)
+            dup += returned[i] != 1;
         CU_ASSERT_EQUAL(dup, 0);
         CU_ASSERT_EQUAL(mpm__pool_pending(p), 0);
         mpm__pool_stop(p);
@@ -416,7 +427,8 @@ static void test_stop_runs_queued(void)
             mpm__pool_submit(p, &v[i].task);
         }
         double t0 = now_s();
-        while (atomic_load(&started) < nt && now_s() - t0 < 20) sleep_us(500);
+        while (atomic_load(&started) < nt && now_s() - t0 < 20)
+            sleep_us(500);
         CU_ASSERT_EQUAL(atomic_load(&started), nt);
         CU_ASSERT(atomic_load(&completed) == 0);
         /* The gate opens only after stop has begun (stop blocks in the join). */
@@ -427,9 +439,11 @@ static void test_stop_runs_queued(void)
         pthread_join(th, NULL);
         CU_ASSERT_EQUAL(atomic_load(&completed), n);
         int bad = 0;
-        for (int i = 0; i < n; i++) bad += atomic_load(&v[i].runs) != 1;
+        for (int i = 0; i < n; i++)
+            bad += atomic_load(&v[i].runs) != 1;
         CU_ASSERT_EQUAL(bad, 0);
-        for (int i = 0; i < 64; i++) CU_ASSERT_EQUAL(atomic_load(&init_calls[i]), i < nt ? 1 : 0);
+        for (int i = 0; i < 64; i++)
+            CU_ASSERT_EQUAL(atomic_load(&init_calls[i]), i < nt ? 1 : 0);
         free(v);
     }
 }
@@ -445,7 +459,8 @@ static void test_start_stop_idle(void)
         CU_ASSERT_EQUAL(mpm__pool_pending(p), 0);
         mpm__pool_stop(p);
         int bad = 0;
-        for (int i = 0; i < 64; i++) bad += atomic_load(&init_calls[i]) != (i < nt ? 1 : 0);
+        for (int i = 0; i < 64; i++)
+            bad += atomic_load(&init_calls[i]) != (i < nt ? 1 : 0);
         CU_ASSERT_EQUAL(bad, 0);
     }
 }

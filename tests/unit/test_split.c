@@ -59,7 +59,8 @@ static size_t ref_chunks(const char *data, size_t len, uint64_t cs, mpm_records_
     uint64_t start = 0;
     while (start < len) {
         uint64_t end = len;
-        for (uint64_t i = start + cs - 1; i < len; i++) {
+        uint64_t from = cs - 1 >= len - start ? len : start + cs - 1; /* no overflow */
+        for (uint64_t i = from; i < len; i++) {
             if (ref_sep(rec, (unsigned char)data[i])) {
                 end = i + 1;
                 break;
@@ -100,7 +101,8 @@ typedef struct got_s {
 
 static void got_free(got_t *g)
 {
-    for (size_t i = 0; i < g->n; i++) free(g->buf[i]);
+    for (size_t i = 0; i < g->n; i++)
+        free(g->buf[i]);
     free(g->d);
     free(g->buf);
     memset(g, 0, sizeof *g);
@@ -267,7 +269,8 @@ static char *random_text(size_t len)
             s[n++] = c;
         }
         const char *sp = seps[rnd() % 10];
-        for (; *sp && n < len; sp++) s[n++] = *sp;
+        for (; *sp && n < len; sp++)
+            s[n++] = *sp;
     }
     s[len] = 0;
     return s;
@@ -278,8 +281,10 @@ static char *random_text(size_t len)
 static void test_is_sep(void)
 {
     for (int c = 0; c < 256; c++) {
-        CU_ASSERT_EQUAL(!!mpm__is_sep(MPM_REC_LINES, (unsigned char)c), ref_sep(MPM_REC_LINES, (unsigned char)c));
-        CU_ASSERT_EQUAL(!!mpm__is_sep(MPM_REC_WORDS, (unsigned char)c), ref_sep(MPM_REC_WORDS, (unsigned char)c));
+        CU_ASSERT_EQUAL(!!mpm__is_sep(MPM_REC_LINES, (unsigned char)c),
+                        ref_sep(MPM_REC_LINES, (unsigned char)c));
+        CU_ASSERT_EQUAL(!!mpm__is_sep(MPM_REC_WORDS, (unsigned char)c),
+                        ref_sep(MPM_REC_WORDS, (unsigned char)c));
     }
 }
 
@@ -296,7 +301,8 @@ static void test_simple(void)
      * "delta epsilon zeta\n" (19), "x\n" (2) */
     static const uint64_t lens[] = {11, 7, 19, 2};
     CU_ASSERT_EQUAL(g.n, 4);
-    for (size_t i = 0; i < 4 && i < g.n; i++) CU_ASSERT_EQUAL(g.d[i].len, lens[i]);
+    for (size_t i = 0; i < 4 && i < g.n; i++)
+        CU_ASSERT_EQUAL(g.d[i].len, lens[i]);
     got_free(&g);
     unlink(path);
     free(path);
@@ -348,7 +354,8 @@ static void test_long_records(void)
     got_t g;
     run_split(&in, 1, 7, MPM_REC_LINES, 1, 0, &g);
     int found = 0;
-    for (size_t i = 0; i < g.n; i++) found |= g.d[i].len == 20001;
+    for (size_t i = 0; i < g.n; i++)
+        found |= g.d[i].len == 20001;
     CU_ASSERT(found);
     got_free(&g);
     unlink(path);
@@ -360,7 +367,8 @@ static void test_crlf(void)
 {
     char t[4096];
     size_t n = 0;
-    for (int i = 0; i < 150; i++) n += (size_t)snprintf(t + n, sizeof t - n, "line %d\r\n", i * 37);
+    for (int i = 0; i < 150; i++)
+        n += (size_t)snprintf(t + n, sizeof t - n, "line %d\r\n", i * 37);
     check_all_sizes("crlf", t, n);
     /* Lines: every chunk but the last ends in "\r\n". */
     char *path = write_file(t, n);
@@ -420,10 +428,12 @@ static void test_binary_bytes(void)
 {
     size_t len = 9000;
     char *t = malloc(len);
-    for (size_t i = 0; i < len; i++) t[i] = (char)(rnd() & 0xff);
+    for (size_t i = 0; i < len; i++)
+        t[i] = (char)(rnd() & 0xff);
     check_all_sizes("binary", t, len);
     /* UTF-8 words: bytes >= 0x80 never separate. */
-    const char *u = "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\n\xff\xfe\x80 end";
+    const char *u =
+        "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\n\xff\xfe\x80 end";
     check_all_sizes("utf8", u, strlen(u));
     free(t);
 }
@@ -482,7 +492,8 @@ static void test_multiple_inputs(void)
                 run_split(in, 6, cs, (mpm_records_t)rec, rd, HEADROOM, &g);
                 CU_ASSERT_EQUAL(g.rc, 0);
                 int ok_index = 1;
-                for (size_t i = 0; i < g.n; i++) ok_index &= g.d[i].index == i;
+                for (size_t i = 0; i < g.n; i++)
+                    ok_index &= g.d[i].index == i;
                 CU_ASSERT(ok_index);
                 size_t pos = 0;
                 uint64_t total = 0;
@@ -566,7 +577,8 @@ static void test_ranges(void)
     check_range(0, UINT64_MAX, UINT64_MAX / 2 + 1);
     for (uint64_t lo = 0; lo < 20; lo++)
         for (uint64_t hi = lo; hi < 40; hi += 3)
-            for (uint64_t cs = 1; cs < 12; cs += 2) check_range(lo, hi, cs);
+            for (uint64_t cs = 1; cs < 12; cs += 2)
+                check_range(lo, hi, cs);
     /* Two ranges: indices continue, offsets restart. */
     mpm_input_t in[2] = {{.kind = MPM_IN_RANGE, .name = "a", .lo = 0, .hi = 5},
                          {.kind = MPM_IN_RANGE, .name = "b", .lo = 100, .hi = 103}};
@@ -638,8 +650,9 @@ static void test_errors(void)
 
             /* After a good input: its chunks come first, then the error. */
             const char *txt = "good\ninput\n";
-            mpm_input_t two[2] = {{.kind = MPM_IN_MEMORY, .name = "ok", .data = txt, .len = strlen(txt)},
-                                  {.kind = MPM_IN_FILE, .name = bad[b]}};
+            mpm_input_t two[2] = {
+                {.kind = MPM_IN_MEMORY, .name = "ok", .data = txt, .len = strlen(txt)},
+                {.kind = MPM_IN_FILE, .name = bad[b]}};
             run_split(two, 2, 1, MPM_REC_LINES, rd, 0, &g);
             CU_ASSERT_EQUAL(g.rc, -1);
             CU_ASSERT_EQUAL(g.n, 2);
@@ -650,13 +663,30 @@ static void test_errors(void)
     rmdir(dir);
 }
 
+/* Chunk sizes far larger than the input (a user may ask for -c 1T): one
+ * chunk holding the whole input, in every mode, as in describe mode. */
+static void test_huge_chunk_size(void)
+{
+    static const uint64_t huge[] = {1ULL << 32, 1ULL << 40, 1ULL << 63, UINT64_MAX - 4095,
+                                    UINT64_MAX};
+    char *t = random_text(10000);
+    for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+        check_one("huge chunk size", t, 10000, MPM_REC_LINES, huge[i]);
+        check_one("huge chunk size", t, 10000, MPM_REC_WORDS, huge[i]);
+    }
+    free(t);
+}
+
 static int suite_init(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mpimap-split-XXXXXX");
     return mkdtemp(tmpdir) ? 0 : -1;
 }
 
-static int suite_clean(void) { return rmdir(tmpdir) == 0 ? 0 : -1; }
+static int suite_clean(void)
+{
+    return rmdir(tmpdir) == 0 ? 0 : -1;
+}
 
 int main(void)
 {
@@ -678,6 +708,7 @@ int main(void)
     CU_add_test(s, "integer ranges", test_ranges);
     CU_add_test(s, "standard input", test_stdin);
     CU_add_test(s, "missing file, directory, bad chunk size", test_errors);
+    CU_add_test(s, "chunk size far larger than the input", test_huge_chunk_size);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failures = CU_get_number_of_failures();

@@ -32,7 +32,8 @@ static hwloc_obj_t pu(hwloc_topology_t t, unsigned os)
 static hwloc_bitmap_t set_of(const int *pus)
 {
     hwloc_bitmap_t s = hwloc_bitmap_alloc();
-    for (; *pus >= 0; pus++) hwloc_bitmap_set(s, (unsigned)*pus);
+    for (; *pus >= 0; pus++)
+        hwloc_bitmap_set(s, (unsigned)*pus);
     return s;
 }
 
@@ -111,7 +112,8 @@ static int check_plan(hwloc_topology_t t, hwloc_const_cpuset_t allowed, int req,
         EXPECT(hwloc_bitmap_isequal(c, x));
         hwloc_bitmap_free(x);
         /* Threads i and j < ncores are on different units. */
-        for (int j = 0; j < i && i < nu; j++) EXPECT(pl->core_index[j] != pl->core_index[i]);
+        for (int j = 0; j < i && i < nu; j++)
+            EXPECT(pl->core_index[j] != pl->core_index[i]);
     }
 #undef EXPECT
     return fails;
@@ -165,7 +167,8 @@ static void test_whole_machine(void)
 {
     hwloc_topology_t t = load_synth("pack:2 core:4 pu:2");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    for (int req = 0; req <= 20; req++) run_case(t, ALL16, req, 1);
+    for (int req = 0; req <= 20; req++)
+        run_case(t, ALL16, req, 1);
     run_case(t, ALL16, 0, 0);
     run_case(t, ALL16, 3, 0);
     run_case(t, ALL16, 12, 0);
@@ -176,7 +179,8 @@ static void test_whole_machine(void)
     CU_ASSERT_EQUAL(pl.nthreads, 8);
     CU_ASSERT_EQUAL(pl.ncores, 8);
     CU_ASSERT_EQUAL(pl.oversubscribed, 0);
-    for (int i = 0; i < 8; i++) CU_ASSERT_EQUAL(hwloc_bitmap_weight(pl.cpusets[i]), 2);
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT_EQUAL(hwloc_bitmap_weight(pl.cpusets[i]), 2);
     mpm__topo_free(&pl);
     /* 9 threads on 8 cores: oversubscribed, thread 8 back on core 0. */
     CU_ASSERT_EQUAL_FATAL(mpm__topo_plan(t, all, 9, 1, &pl), 0);
@@ -193,7 +197,8 @@ static void test_one_core(void)
     hwloc_topology_t t = load_synth("pack:2 core:4 pu:2");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     static const int core5[] = {10, 11, -1};
-    for (int req = 0; req <= 4; req++) run_case(t, core5, req, 1);
+    for (int req = 0; req <= 4; req++)
+        run_case(t, core5, req, 1);
     run_case(t, core5, 0, 0);
     run_case(t, core5, 3, 0);
     hwloc_bitmap_t a = set_of(core5);
@@ -219,8 +224,8 @@ static void test_two_pus_different_cores(void)
 {
     hwloc_topology_t t = load_synth("pack:2 core:4 pu:2");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    static const int two[] = {0, 3, -1};     /* core 0 and core 1, one PU each */
-    static const int far[] = {1, 14, -1};    /* core 0 (package 0) and core 7 (package 1) */
+    static const int two[] = {0, 3, -1};  /* core 0 and core 1, one PU each */
+    static const int far[] = {1, 14, -1}; /* core 0 (package 0) and core 7 (package 1) */
     for (int req = 0; req <= 5; req++) {
         run_case(t, two, req, 1);
         run_case(t, far, req, 1);
@@ -317,7 +322,8 @@ static void test_no_cores(void)
     CU_ASSERT_EQUAL_FATAL(mpm__topo_plan(t, a, 0, 1, &pl), 0);
     CU_ASSERT_EQUAL(pl.ncores, 2);
     CU_ASSERT_EQUAL(pl.nthreads, 2);
-    for (int i = 0; i < 2; i++) CU_ASSERT_EQUAL(hwloc_bitmap_weight(pl.cpusets[i]), 1);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(hwloc_bitmap_weight(pl.cpusets[i]), 1);
     mpm__topo_free(&pl);
     hwloc_bitmap_free(a);
     hwloc_topology_destroy(t);
@@ -331,14 +337,18 @@ static void test_no_cores(void)
         if (!t) continue;
         int npu = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PU);
         int list[64], k = 0;
-        for (int i = 0; i < npu && k < 63; i++) list[k++] = i;
+        for (int i = 0; i < npu && k < 63; i++)
+            list[k++] = i;
         list[k] = -1;
-        for (int req = 0; req <= npu + 2; req++) run_case(t, list, req, 1);
+        for (int req = 0; req <= npu + 2; req++)
+            run_case(t, list, req, 1);
         /* Every other PU. */
         k = 0;
-        for (int i = 0; i < npu && k < 63; i += 2) list[k++] = i;
+        for (int i = 0; i < npu && k < 63; i += 2)
+            list[k++] = i;
         list[k] = -1;
-        for (int req = 0; req <= 3; req++) run_case(t, list, req, 1);
+        for (int req = 0; req <= 3; req++)
+            run_case(t, list, req, 1);
         hwloc_topology_destroy(t);
     }
 }
@@ -346,7 +356,8 @@ static void test_no_cores(void)
 static int count_substr(const char *s, const char *sub)
 {
     int n = 0;
-    for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub)) n++;
+    for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub))
+        n++;
     return n;
 }
 
@@ -385,7 +396,8 @@ static void test_describe(void)
             mpm__topo_describe(t, &pl, "nodeX", 3, small, 64);
             CU_ASSERT(memchr(small, 0, 64) != NULL);
             int intact = 1;
-            for (size_t k = 64; k < sizeof small; k++) intact &= small[k] == 'Z';
+            for (size_t k = 64; k < sizeof small; k++)
+                intact &= small[k] == 'Z';
             CU_ASSERT(intact);
             mpm__topo_free(&pl);
         }
