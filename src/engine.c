@@ -569,6 +569,10 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     int idle = 0;
     while (!(m.split_done || m.stop) || !all_idle(&m)) {
         int progress = master_dispatch(&m);
+        if (m.split_done && !m.stop && !e->cfg->allow_empty && mpm__split_empty_stdin(m.split)) {
+            const char *msg = "standard input is empty (0 bytes); pass --allow-empty to accept it";
+            master_record_error(&m, m.dispatched, -1, -1, msg, strlen(msg));
+        }
         double wait = 0;
         if (idle > SPIN_POLLS) {
             wait = 50e-6 * (idle - SPIN_POLLS);
@@ -875,6 +879,40 @@ static int resolve_io(engine_t *e)
     return MPM_IO_MASTER;
 }
 
+/* Among the ranks of this node, how many were given exactly this cpuset and
+ * how many of them have a lower rank. Collective over comm. */
+static void node_share(MPI_Comm comm, hwloc_const_cpuset_t allowed, int *index, int *count)
+{
+    enum { SET_LEN = 512 };
+    char mine[SET_LEN] = "";
+    if (allowed) hwloc_bitmap_list_snprintf(mine, sizeof mine, allowed);
+    MPI_Comm node;
+    *index = 0;
+    *count = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+        return;
+    int lr = 0, ln = 1;
+    MPI_Comm_rank(node, &lr);
+    MPI_Comm_size(node, &ln);
+    char *all = malloc((size_t)ln * SET_LEN);
+    if (all) {
+        mpi_check(MPI_Allgather(mine, SET_LEN, MPI_CHAR, all, SET_LEN, MPI_CHAR, node),
+                  "MPI_Allgather");
+        int c = 0, k = 0;
+        for (int r = 0; r < ln; r++) {
+            if (strncmp(all + (size_t)r * SET_LEN, mine, SET_LEN) != 0) continue;
+            if (r < lr) k++;
+            c++;
+        }
+        if (allowed && mine[0]) {
+            *index = k;
+            *count = c;
+        }
+        free(all);
+    }
+    MPI_Comm_free(&node);
+}
+
 int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
             const mpm_inputs_t *inputs, MPI_Comm comm)
 {
@@ -911,8 +949,10 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     hwloc_cpuset_t allowed = hwloc_bitmap_alloc();
     int topo_ok = mpm__topo_load(&e.topo, allowed, msg, sizeof msg) == 0;
     ok = topo_ok;
-    if (ok && mpm__topo_plan(e.topo, allowed, (int)cfg->threads, cfg->bind == MPM_BIND_CORE,
-                             &e.pl) < 0) {
+    int share_index = 0, share_count = 1;
+    node_share(comm, topo_ok ? allowed : NULL, &share_index, &share_count);
+    if (ok && mpm__topo_plan_shared(e.topo, allowed, (int)cfg->threads, cfg->bind == MPM_BIND_CORE,
+                                    share_index, share_count, &e.pl) < 0) {
         snprintf(msg, sizeof msg, "no usable core in this rank's cpuset");
         ok = 0;
     }

@@ -6,11 +6,51 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/*
+ * A run killed by a signal must not leave its temporary file behind. Until
+ * issue-level signal handling (drain and journal) exists, SIGTERM, SIGINT,
+ * SIGHUP, SIGQUIT and SIGUSR1/2 unlink the temporary file and then die of
+ * the same signal. The handler only calls async-signal-safe functions.
+ */
+static char pending_tmp[4096];
+static volatile sig_atomic_t have_tmp;
+static const int cleanup_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static struct sigaction saved[sizeof cleanup_signals / sizeof cleanup_signals[0]];
+
+static void on_signal(int sig)
+{
+    if (have_tmp) unlink(pending_tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void guard_tmp(const char *tmp)
+{
+    if (strlen(tmp) >= sizeof pending_tmp) return;
+    memcpy(pending_tmp, tmp, strlen(tmp) + 1);
+    have_tmp = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof cleanup_signals / sizeof cleanup_signals[0]; i++)
+        sigaction(cleanup_signals[i], &sa, &saved[i]);
+}
+
+static void unguard_tmp(void)
+{
+    if (!have_tmp) return;
+    for (size_t i = 0; i < sizeof cleanup_signals / sizeof cleanup_signals[0]; i++)
+        sigaction(cleanup_signals[i], &saved[i], NULL);
+    have_tmp = 0;
+}
 
 static int write_all(mpm_out_t *o, const char *p, size_t n)
 {
@@ -63,6 +103,7 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
         o->tmp = NULL;
         return -1;
     }
+    guard_tmp(o->tmp);
     /* mkstemp creates 0600; a finished output gets the usual 0666 & ~umask. */
     mode_t um = umask(0);
     umask(um);
@@ -137,6 +178,7 @@ int mpm__out_commit(mpm_out_t *o)
             rc = -1;
         }
         if (rc) unlink(o->tmp);
+        unguard_tmp();
         free(o->tmp);
         o->tmp = NULL;
     }
@@ -149,6 +191,7 @@ void mpm__out_abort(mpm_out_t *o)
     if (o->path && o->tmp) {
         if (o->fd >= 0) close(o->fd);
         unlink(o->tmp);
+        unguard_tmp();
     }
     free(o->tmp);
     o->tmp = NULL;

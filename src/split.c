@@ -20,6 +20,7 @@ struct mpm_splitter_s {
     int read_data;
     size_t headroom;
     uint64_t index; /* next chunk index */
+    int empty_stdin; /* standard input gave no byte at all */
     uint64_t total; /* bytes consumed */
 
     int cur;      /* current input, -1 before the first */
@@ -68,6 +69,8 @@ static void close_input(mpm_splitter_t *s)
 }
 
 uint64_t mpm__split_bytes(const mpm_splitter_t *s) { return s->total; }
+
+int mpm__split_empty_stdin(const mpm_splitter_t *s) { return s->empty_stdin; }
 
 static int open_input(mpm_splitter_t *s, mpm_err_t *err)
 {
@@ -148,6 +151,7 @@ static int next_read(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_er
     }
     if (have == 0) {
         free(buf);
+        if (in->kind == MPM_IN_STDIN && s->pos == 0) s->empty_stdin = 1;
         return 0;
     }
     size_t end = 0, scan = need - 1;

@@ -60,6 +60,9 @@ int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_
 /* Bytes consumed so far (read or described). */
 uint64_t mpm__split_bytes(const mpm_splitter_t *s);
 
+/* 1 once standard input ended without giving a single byte. */
+int mpm__split_empty_stdin(const mpm_splitter_t *s);
+
 void mpm__split_close(mpm_splitter_t *s);
 
 #endif

@@ -11,6 +11,12 @@
 int mpm__topo_plan(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, int nthreads, int bind,
                    mpm_placement_t *pl)
 {
+    return mpm__topo_plan_shared(topo, allowed, nthreads, bind, 0, 1, pl);
+}
+
+int mpm__topo_plan_shared(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, int nthreads,
+                          int bind, int share_index, int share_count, mpm_placement_t *pl)
+{
     memset(pl, 0, sizeof *pl);
     if (hwloc_bitmap_iszero(allowed)) return -1;
     pl->allowed = hwloc_bitmap_dup(allowed);
@@ -32,6 +38,25 @@ int mpm__topo_plan(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, int nthr
         hwloc_bitmap_free(pl->allowed);
         pl->allowed = NULL;
         return -1;
+    }
+    /* Ranks given the same cpuset (mpirun --bind-to socket or none) split
+     * its cores between them instead of all starting on the first core. */
+    if (share_count > 1 && share_index >= 0 && share_index < share_count) {
+        int lo, hi;
+        if (share_count <= n) {
+            lo = (int)((long long)share_index * n / share_count);
+            hi = (int)((long long)(share_index + 1) * n / share_count);
+        } else {
+            lo = share_index % n;
+            hi = lo + 1;
+        }
+        memmove(cores, cores + lo, (size_t)(hi - lo) * sizeof *cores);
+        n = hi - lo;
+        pl->share_index = share_index;
+        pl->share_count = share_count;
+    } else {
+        pl->share_index = 0;
+        pl->share_count = 1;
     }
     pl->ncores = n;
     pl->nthreads = nthreads > 0 ? nthreads : n;
@@ -105,10 +130,15 @@ void mpm__topo_describe(hwloc_topology_t topo, const mpm_placement_t *pl, const 
     (void)topo;
     char set[256];
     hwloc_bitmap_list_snprintf(set, sizeof set, pl->allowed);
-    size_t o = (size_t)snprintf(buf, len, "host %s rank %d: cpuset given %s (%d core%s), %d thread%s%s",
-                                host, rank, set, pl->ncores, pl->ncores == 1 ? "" : "s",
-                                pl->nthreads, pl->nthreads == 1 ? "" : "s",
-                                pl->bind ? "" : ", not pinned (--bind none)");
+    size_t o = (size_t)snprintf(buf, len, "host %s rank %d: cpuset given %s, %d core%s for this rank",
+                                host, rank, set, pl->ncores, pl->ncores == 1 ? "" : "s");
+    if (pl->share_count > 1 && o < len)
+        o += (size_t)snprintf(buf + o, len - o, " (cpuset shared by %d ranks, this is share %d)",
+                              pl->share_count, pl->share_index);
+    if (o < len)
+        o += (size_t)snprintf(buf + o, len - o, ", %d thread%s%s", pl->nthreads,
+                              pl->nthreads == 1 ? "" : "s",
+                              pl->bind ? "" : ", not pinned (--bind none)");
     for (int t = 0; t < pl->nthreads && o < len; t++) {
         hwloc_bitmap_list_snprintf(set, sizeof set, pl->cpusets[t]);
         if (pl->bind)

@@ -24,12 +24,18 @@ typedef struct mpm_placement_s {
     hwloc_bitmap_t allowed; /* the cpuset the rank was given */
     hwloc_bitmap_t *cpusets; /* per thread: the PUs it may run on */
     int *core_index;        /* per thread: logical index of its core (-1 unbound) */
+    int share_index, share_count; /* this rank's share of a cpuset given to several ranks */
 } mpm_placement_t;
 
 /* Plans nthreads (0 = one per allowed core) threads on `allowed`.
  * bind = 0 plans no pinning. Returns 0, or -1 if the cpuset holds no PU. */
 int mpm__topo_plan(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, int nthreads, int bind,
                    mpm_placement_t *pl);
+/* The same for share_count ranks of one node given the same cpuset: rank
+ * share_index gets the share_index-th of share_count equal slices of its
+ * cores (one core, round-robin, when there are more ranks than cores). */
+int mpm__topo_plan_shared(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, int nthreads,
+                          int bind, int share_index, int share_count, mpm_placement_t *pl);
 void mpm__topo_free(mpm_placement_t *pl);
 
 /* Loads this machine's topology and the cpuset of this process.
