@@ -209,7 +209,8 @@ def parse_cpulist(s):
 
 
 BIND_LINE = re.compile(
-    r"bindings: host (\S+) rank (\d+): cpuset given (\S+) \((\d+) cores?\), (\d+) threads?(.*)$"
+    r"bindings: host (\S+) rank (\d+): cpuset given (\S+), (\d+) cores? for this rank"
+    r"(?: \(cpuset shared by \d+ ranks, this is share \d+\))?, (\d+) threads?(.*)$"
 )
 THREAD = re.compile(r"thread (\d+) -> core L#(\d+) \(PU ([0-9,\-]+)\)")
 

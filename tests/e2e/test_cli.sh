@@ -312,7 +312,7 @@ section "--threads beyond the cores given"
 # mpirun -np 2 binds each rank to one core by default (NOTES.md); learn the
 # number of cores each rank was given from --report-bindings.
 run 2 --threads 1 --report-bindings fib 5
-cores=$(sed -n 's/.*rank 0: cpuset given [^ ]* (\([0-9]*\) cores\{0,1\}).*/\1/p' "$ERR" | head -n 1)
+cores=$(sed -n 's/.*rank 0: cpuset given [^ ]*, \([0-9]*\) cores\{0,1\} for this rank.*/\1/p' "$ERR" | head -n 1)
 if [ -z "$cores" ]; then
     fail "learn the cores per rank from --report-bindings" "$(cat "$ERR")"
     cores=1
