@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -152,11 +153,27 @@ static inline const char *entry_key(const wc_entry_t *e)
     return p;
 }
 
+/* Slot arrays of 2 MiB and more are backed by transparent huge pages where
+ * the kernel allows it: lookups land anywhere in the array, and with 4 KiB
+ * pages a large vocabulary misses the TLB on almost every rare word. */
+static wc_entry_t *slots_alloc(size_t cap)
+{
+    size_t bytes = cap * sizeof(wc_entry_t);
+    if (bytes < ((size_t)2 << 20)) return calloc(cap, sizeof(wc_entry_t));
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, bytes)) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
 static wc_table_t *table_new(size_t cap)
 {
     wc_table_t *t = calloc(1, sizeof *t);
     if (!t) return NULL;
-    t->slots = calloc(cap, sizeof *t->slots);
+    t->slots = slots_alloc(cap);
     if (!t->slots) {
         free(t);
         return NULL;
@@ -201,7 +218,7 @@ static const char *arena_copy(wc_table_t *t, const char *s, size_t n)
 static int table_grow(wc_table_t *t)
 {
     size_t cap = (t->mask + 1) * 2;
-    wc_entry_t *s = calloc(cap, sizeof *s);
+    wc_entry_t *s = slots_alloc(cap);
     if (!s) return -1;
     for (size_t i = 0; i <= t->mask; i++) {
         wc_entry_t *e = &t->slots[i];
@@ -232,7 +249,7 @@ static int table_insert(wc_table_t *t, wc_entry_t *e, const char *s, size_t n, u
         memcpy(e->key, &k, sizeof k);
     }
     e->count = count;
-    if (++t->used * 2 > t->mask + 1 && table_grow(t)) return -1;
+    if (++t->used * 10 > (t->mask + 1) * 7 && table_grow(t)) return -1; /* load <= 0.7 */
     return 0;
 }
 
