@@ -90,6 +90,8 @@ typedef struct wc_table_s {
     size_t scratch_cap;
     uint64_t *bits; /* bit i: scratch[i] is a word byte */
     size_t bits_cap;
+    uint32_t *starts, *ends; /* word k of the block: scratch[starts[k]..ends[k]) */
+    size_t pos_cap;
 } wc_table_t;
 
 /* Byte classes: 1 = word byte. */
@@ -194,6 +196,8 @@ static void table_free(wc_table_t *t)
     free(t->slots);
     free(t->scratch);
     free(t->bits);
+    free(t->starts);
+    free(t->ends);
     free(t);
 }
 
@@ -274,7 +278,7 @@ static inline uint64_t load_word(const char *s, size_t r)
 {
     uint64_t w;
     memcpy(&w, s, 8);
-    return r >= 8 ? w : w & ((1ULL << (8 * r)) - 1);
+    return w & (~0ULL >> (64 - 8 * r)); /* r in 1..8 */
 }
 
 /* The hot path: the word s[0..n) has 16 readable bytes after it. */
@@ -292,7 +296,7 @@ static inline int table_add_word(wc_table_t *t, const char *w, size_t n, uint64_
     uint32_t tag = (uint32_t)(h >> 32);
     uint64_t w0 = 0, w1 = 0;
     if (n <= WC_INLINE) {
-        w0 = load_word(w, n);
+        w0 = load_word(w, n < 8 ? n : 8);
         if (n > 8) w1 = load_word(w + 8, n - 8);
     }
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
@@ -350,20 +354,37 @@ static void classify(const unsigned char *src, size_t n, char *dst, uint64_t *bi
     }
 }
 
-/* First position >= i (< n) whose bit equals `want`, or n. */
-static inline size_t next_bit(const uint64_t *bits, size_t i, size_t n, int want)
+/*
+ * Lists the words of a block from its bitmap: a word starts where a word
+ * byte follows a separator and ends where a separator follows a word byte.
+ * Both are found 64 bytes at a time with shifts and bit scans, so the cost
+ * is a few operations per word instead of a branch per byte. starts[k] and
+ * ends[k] delimit word k; returns the number of words. The block ends
+ * between words or at the end of the chunk (an open word ends at n).
+ */
+static size_t find_words(const uint64_t *bits, size_t n, uint32_t *starts, uint32_t *ends)
 {
-    while (i < n) {
-        uint64_t w = bits[i / 64];
-        if (!want) w = ~w;
-        w &= ~0ULL << (i % 64);
-        if (w) {
-            size_t j = (i & ~(size_t)63) + (size_t)__builtin_ctzll(w);
-            return j < n ? j : n;
+    size_t ns = 0, ne = 0;
+    uint64_t carry = 0; /* top bit of the previous bitmap word */
+    size_t nw = (n + 63) / 64;
+    for (size_t k = 0; k < nw; k++) {
+        uint64_t w = bits[k];
+        uint64_t prev = (w << 1) | carry;
+        uint64_t st = w & ~prev, en = ~w & prev;
+        if (k == nw - 1 && (n & 63)) en &= ~0ULL >> (64 - (n & 63)); /* past n: not an end */
+        carry = w >> 63;
+        uint32_t base = (uint32_t)(k * 64);
+        while (st) {
+            starts[ns++] = base + (uint32_t)__builtin_ctzll(st);
+            st &= st - 1;
         }
-        i = (i & ~(size_t)63) + 64;
+        while (en) {
+            ends[ne++] = base + (uint32_t)__builtin_ctzll(en);
+            en &= en - 1;
+        }
     }
-    return n;
+    if (ne < ns) ends[ne++] = (uint32_t)n;
+    return ns;
 }
 
 static void *wc_new(const void *o)
@@ -420,33 +441,39 @@ static int wc_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t f
             t->bits = nb;
             t->bits_cap = cap;
         }
+        if (t->pos_cap < n / 2 + 2) {
+            size_t cap = n / 2 + 2 > BLOCK / 2 + 64 ? n / 2 + 2 : BLOCK / 2 + 64;
+            uint32_t *ps = realloc(t->starts, cap * sizeof *ps);
+            if (ps) t->starts = ps;
+            uint32_t *pe = ps ? realloc(t->ends, cap * sizeof *pe) : NULL;
+            if (pe) t->ends = pe;
+            if (!ps || !pe) return mpm_err_set(err, -1, "out of memory");
+            t->pos_cap = cap;
+        }
         char *sc = t->scratch;
         classify(data + off, n, sc, t->bits, !o->case_sensitive);
         memset(sc + n, 0, 32);
+        size_t nwords_found = find_words(t->bits, n, t->starts, t->ends);
+        const uint32_t *ws = t->starts, *we = t->ends;
         struct {
             const char *w;
             size_t n;
             uint64_t h;
         } b[BATCH];
-        size_t i = 0;
-        for (;;) {
-            int nb = 0;
-            while (nb < BATCH) {
-                size_t ws = next_bit(t->bits, i, n, 1);
-                if (ws >= n) break;
-                size_t we = next_bit(t->bits, ws, n, 0);
-                uint64_t h = hash_word(sc + ws, we - ws);
+        for (size_t i = 0; i < nwords_found; i += BATCH) {
+            int nb = nwords_found - i < BATCH ? (int)(nwords_found - i) : BATCH;
+            for (int k = 0; k < nb; k++) {
+                const char *w = sc + ws[i + k];
+                size_t len = we[i + k] - ws[i + k];
+                uint64_t h = hash_word(w, len);
                 __builtin_prefetch(&t->slots[h & t->mask]);
-                b[nb].w = sc + ws;
-                b[nb].n = we - ws;
-                b[nb].h = h;
-                nb++;
-                i = we;
+                b[k].w = w;
+                b[k].n = len;
+                b[k].h = h;
             }
             for (int k = 0; k < nb; k++)
                 if (table_add_word(t, b[k].w, b[k].n, b[k].h))
                     return mpm_err_set(err, -1, "out of memory counting words");
-            if (nb < BATCH) break;
         }
         off = bend;
     }
