@@ -10,7 +10,7 @@
 source "$(dirname "$0")/common.sh"
 
 install_deps "${BUILD_DEPS[@]}"
-build "$MPIMAP_ROOT/build" -DMPIMAP_TESTS=OFF
+build "$MPIMAP_ROOT/build"
 BIN="$MPIMAP_ROOT/build"
 
 NP="${NP:-$NPROC}"
