@@ -209,8 +209,8 @@ if want overhead; then
     MIB=$((BYTES >> 20))
     say "## Engine overhead: empty kernel, $SIZE in 64 KiB chunks, --io master, 2 ranks"
     say ""
-    say "| run | engine | plain MPI point-to-point, 64 KiB messages, window 2 | ratio |"
-    say "| --- | --- | --- | --- |"
+    say "| run | engine, default window (2 per thread) | engine, --window 16 | plain MPI point-to-point, 64 KiB messages, window 2 | ratio default / p2p | ratio -w 16 / p2p |"
+    say "| --- | --- | --- | --- | --- | --- |"
     for ((r = 1; r <= REPS; r++)); do
         "${MPIRUN[@]}" -np 2 "$B/mpimap-p2pbw" "$MIB" 64 2 > "$DATA/p2p.out"
         p2p=$(sed -n 's/.* \([0-9.]*\) GB\/s/\1/p' "$DATA/p2p.out")
@@ -222,7 +222,11 @@ if want overhead; then
         }
         eng=$(sed -n 's/.* in \([0-9.]*\) s (.*/\1/p' "$DATA/noop.err")
         engbw=$(awk -v n="$BYTES" -v t="$eng" 'BEGIN { printf "%.2f", n / t / 1e9 }')
-        say "| $r | $engbw GB/s | $p2p GB/s | $(ratio "$engbw" "$p2p") |"
+        "${MPIRUN[@]}" -np 2 "$B/mpimap" -v --window 16 --io master -c 64K test --mode noop "$F" \
+            > "$DATA/noop.out" 2> "$DATA/noop.err"
+        eng16=$(sed -n 's/.* in \([0-9.]*\) s (.*/\1/p' "$DATA/noop.err")
+        engbw16=$(awk -v n="$BYTES" -v t="$eng16" 'BEGIN { printf "%.2f", n / t / 1e9 }')
+        say "| $r | $engbw GB/s | $engbw16 GB/s | $p2p GB/s | $(ratio "$engbw" "$p2p") | $(ratio "$engbw16" "$p2p") |"
     done
     say ""
     say "The engine also reads the file (page cache) on rank 0 and computes half the chunks there."
