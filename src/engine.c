@@ -342,7 +342,10 @@ static void master_write_ready(master_t *m)
     for (;;) {
         slot_t *s = &m->ring[m->next_write % m->ring_cap];
         if (!s->present) return;
-        if (!m->failed && s->len > RESULT_HDR &&
+        /* Rows before the first failing chunk are written even after a
+         * failure (the failed chunk's slot never fills, so nothing after it
+         * is): standard output then holds exactly the rows before the error. */
+        if (!m->out.failed && s->len > RESULT_HDR &&
             mpm__out_rows(&m->out, s->buf + RESULT_HDR, s->len - RESULT_HDR) < 0) {
             master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
         }
