@@ -23,21 +23,14 @@
 
 #include "mpimap/mpimap.h"
 
+#define TU_RNG_SEED 0x2545f4914f6cdd1dULL
+#include "testutil.h"
+
 static int rank, nranks;
 static char dir[256];
 static int out_counter;
 
 /* ---- small helpers ------------------------------------------------------------- */
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-static uint64_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
 
 typedef struct sbuf_s {
     char *p;
@@ -202,21 +195,6 @@ static int leftovers(void)
         if (e->d_name[0] == '.' && strstr(e->d_name, ".mpimap-")) n++;
     closedir(d);
     return n;
-}
-
-static int same_bytes(const char *got, size_t gl, const char *want, size_t wl, const char *what)
-{
-    if (got && gl == wl && memcmp(got, want, gl) == 0) return 1;
-    if (!got) {
-        fprintf(stderr, "\n  %s: no output file\n", what);
-        return 0;
-    }
-    size_t i = 0;
-    while (i < gl && i < wl && got[i] == want[i])
-        i++;
-    fprintf(stderr, "\n  %s: output differs at byte %zu (got %zu bytes, want %zu)\n", what, i, gl,
-            wl);
-    return 0;
 }
 
 /* ---- inputs and references ------------------------------------------------------- */
@@ -392,90 +370,59 @@ static void count_ref(const int *which, int n, uint64_t *lines, uint64_t *bytes,
     }
 }
 
-static int word_byte(unsigned char c)
+/* count's row for these inputs: "lines\tbytes\twords\n". */
+static void count_expect(sbuf_t *b, const int *which, int n)
 {
-    return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-           (c >= 'A' && c <= 'Z') || c == '_';
+    uint64_t l, by, w;
+    count_ref(which, n, &l, &by, &w);
+    sb_printf(b, "%llu\t%llu\t%llu\n", (unsigned long long)l, (unsigned long long)by,
+              (unsigned long long)w);
 }
 
-typedef struct wc_s {
-    const char *s;
-    size_t n;
-    uint64_t c;
-} wc_t;
-
-static int wc_bytes(const void *a, const void *b)
+/* Rank 0 only: 1 if the file at path holds exactly want; then removes it. */
+static int check_out(const char *path, const char *want, size_t wl, const char *what)
 {
-    const wc_t *x = a, *y = b;
-    size_t n = x->n < y->n ? x->n : y->n;
-    int r = memcmp(x->s, y->s, n);
-    return r ? r : (x->n > y->n) - (x->n < y->n);
+    size_t gl = 0;
+    char *got = read_file(path, &gl);
+    int ok = tu_same_bytes(got, gl, want, wl, what);
+    free(got);
+    unlink(path);
+    return ok;
 }
 
-static int wc_rank(const void *a, const void *b)
+/* check_out on rank 0, its verdict asserted on every rank. */
+static int agree_out(const char *path, const char *want, size_t wl, const char *what)
 {
-    const wc_t *x = a, *y = b;
-    if (x->c != y->c) return x->c > y->c ? -1 : 1;
-    return wc_bytes(a, b);
+    return agree(rank == 0 ? check_out(path, want, wl, what) : 0);
 }
 
-/* Naive word count (sort and count runs) of a text; rows as text. */
-static void wordcount_ref(const char *text, size_t len, long long top, sbuf_t *out)
+/* Rank 0 only: input i still holds exactly what was written. */
+static int input_intact(int i)
 {
-    char *t = malloc(len + 1);
-    for (size_t i = 0; i < len; i++)
-        t[i] = (text[i] >= 'A' && text[i] <= 'Z') ? (char)(text[i] + 32) : text[i];
-    size_t nw = 0, cap = 1024;
-    wc_t *w = malloc(cap * sizeof *w);
-    for (size_t i = 0; i < len;) {
-        if (!word_byte((unsigned char)t[i])) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j < len && word_byte((unsigned char)t[j]))
-            j++;
-        if (nw == cap) w = realloc(w, (cap *= 2) * sizeof *w);
-        w[nw++] = (wc_t){t + i, j - i, 1};
-        i = j;
-    }
-    qsort(w, nw, sizeof *w, wc_bytes);
-    size_t nd = 0;
-    for (size_t i = 0; i < nw; i++) {
-        if (nd && wc_bytes(&w[nd - 1], &w[i]) == 0)
-            w[nd - 1].c++;
-        else
-            w[nd++] = w[i];
-    }
-    qsort(w, nd, sizeof *w, wc_rank);
-    if (top > 0 && (size_t)top < nd) nd = (size_t)top;
-    for (size_t i = 0; i < nd; i++) {
-        sb_printf(out, "%llu\t", (unsigned long long)w[i].c);
-        sb_add(out, w[i].s, w[i].n);
-        sb_add(out, "\n", 1);
-    }
-    free(w);
-    free(t);
+    size_t gl = 0;
+    char *g = read_file(in[i].path, &gl);
+    int ok = g && gl == in[i].len && !memcmp(g, in[i].data, gl);
+    free(g);
+    return ok;
 }
 
-static int is_prime(uint64_t n)
+/* Rank 0's standard input from a file; returns the descriptor to restore
+ * (saved if >= 0, else a copy of the current one). Other ranks: -1. */
+static int stdin_from(const char *path, int saved)
 {
-    if (n < 2) return 0;
-    if (n % 2 == 0) return n == 2;
-    for (uint64_t d = 3; d <= n / d; d += 2)
-        if (n % d == 0) return 0;
-    return 1;
+    if (rank != 0) return -1;
+    if (saved < 0) saved = dup(0);
+    int fd = open(path, O_RDONLY);
+    dup2(fd, 0);
+    close(fd);
+    return saved;
 }
 
-static uint64_t fib_iter(unsigned n)
+static void stdin_restore(int saved)
 {
-    uint64_t a = 0, b = 1;
-    while (n--) {
-        uint64_t t = a + b;
-        a = b;
-        b = t;
-    }
-    return a;
+    if (rank != 0) return;
+    dup2(saved, 0);
+    close(saved);
 }
 
 /* ---- a small JSON checker ------------------------------------------------------------ */
@@ -530,19 +477,8 @@ static int jstring(jp_t *j, sbuf_t *dst)
             if (dst) sb_add(dst, rep + (m - map), 1);
         } else if (e == 'u') {
             if (j->end - j->p < 5) return -1;
-            unsigned v = 0;
-            for (int i = 1; i <= 4; i++) {
-                char h = j->p[i];
-                v <<= 4;
-                if (h >= '0' && h <= '9')
-                    v |= (unsigned)(h - '0');
-                else if (h >= 'a' && h <= 'f')
-                    v |= (unsigned)(h - 'a' + 10);
-                else if (h >= 'A' && h <= 'F')
-                    v |= (unsigned)(h - 'A' + 10);
-                else
-                    return -1;
-            }
+            unsigned v;
+            if (tu_hex4(j->p + 1, &v) < 0) return -1;
             if (dst) put_utf8(dst, v);
             j->p += 4;
         } else {
@@ -582,6 +518,14 @@ static int jnumber(jp_t *j, sbuf_t *dst)
     return 0;
 }
 
+/* After a member or an element: 1 past a ',', 0 past `close`, -1 if neither. */
+static int jnext(jp_t *j, char close)
+{
+    jws(j);
+    if (j->p >= j->end || (*j->p != ',' && *j->p != close)) return -1;
+    return *j->p++ == ',';
+}
+
 /* Whole document: '[' object (',' object)* ']' with flat objects whose
  * values are strings or numbers. Returns 0 if well-formed. */
 static int json_rows(const char *s, size_t n, sbuf_t *vals, int *objects)
@@ -606,27 +550,13 @@ static int json_rows(const char *s, size_t n, sbuf_t *vals, int *objects)
                 int r = j.p < j.end && *j.p == '"' ? jstring(&j, vals) : jnumber(&j, vals);
                 if (r) return -1;
                 if (vals) sb_add(vals, "\n", 1);
-                jws(&j);
-                if (j.p < j.end && *j.p == ',') {
-                    j.p++;
-                    continue;
-                }
-                if (j.p < j.end && *j.p == '}') {
-                    j.p++;
-                    break;
-                }
-                return -1;
+                int more = jnext(&j, '}');
+                if (more < 0) return -1;
+                if (!more) break;
             }
-            jws(&j);
-            if (j.p < j.end && *j.p == ',') {
-                j.p++;
-                continue;
-            }
-            if (j.p < j.end && *j.p == ']') {
-                j.p++;
-                break;
-            }
-            return -1;
+            int more = jnext(&j, ']');
+            if (more < 0) return -1;
+            if (!more) break;
         }
     }
     jws(&j);
@@ -652,18 +582,9 @@ static void test_echo(void)
             int rc = RUN("-q", "--threads", threads[t], "--chunk-size", sizes[s], "-o", out, "test",
                          "--mode", "echo", in[IN_LINES].path);
             CU_ASSERT_EQUAL(rc, 0);
-            int ok = 0;
-            if (rank == 0) {
-                size_t gl = 0;
-                char *got = read_file(out, &gl);
-                char what[128];
-                snprintf(what, sizeof what, "echo, chunk size %s, %s threads", sizes[s],
-                         threads[t]);
-                ok = same_bytes(got, gl, want.p, want.n, what);
-                free(got);
-                unlink(out);
-            }
-            agree(ok);
+            char what[128];
+            snprintf(what, sizeof what, "echo, chunk size %s, %s threads", sizes[s], threads[t]);
+            agree_out(out, want.p, want.n, what);
         }
     }
     sb_free(&want);
@@ -674,12 +595,9 @@ static void test_io_modes(void)
 {
     int which[] = {IN_LINES, IN_NONL, IN_TINY, IN_ONE};
     sbuf_t want = {0}, cwant = {0};
-    uint64_t l, b, w;
-    count_ref(which, 4, &l, &b, &w);
     if (rank == 0) {
         echo_expect(&want, which, 4);
-        sb_printf(&cwant, "%llu\t%llu\t%llu\n", (unsigned long long)l, (unsigned long long)b,
-                  (unsigned long long)w);
+        count_expect(&cwant, which, 4);
     }
     static const char *const modes[] = {"master", "shared", "auto"};
     static const char *const sizes[] = {"5", "300", "64K"};
@@ -698,18 +616,10 @@ static void test_io_modes(void)
             int ok = 0;
             if (rank == 0) {
                 char what[128];
-                size_t gl = 0;
-                char *got = read_file(out, &gl);
                 snprintf(what, sizeof what, "echo --io %s -c %s", modes[m], sizes[s]);
-                ok = same_bytes(got, gl, want.p, want.n, what);
-                free(got);
-                got = read_file(cout, &gl);
+                ok = check_out(out, want.p, want.n, what);
                 snprintf(what, sizeof what, "count --io %s -c %s", modes[m], sizes[s]);
-                ok &= same_bytes(got, gl, cwant.p, cwant.n, what);
-                if (got && !ok) fprintf(stderr, "  got '%.*s' want '%s'\n", (int)gl, got, cwant.p);
-                free(got);
-                unlink(out);
-                unlink(cout);
+                ok &= check_out(cout, cwant.p, cwant.n, what);
             }
             agree(ok);
         }
@@ -737,21 +647,11 @@ static void test_more_ranks_than_chunks(void)
             if (rank == 0) {
                 sbuf_t want = {0}, cw = {0};
                 echo_expect(&want, &cases[c], 1);
-                uint64_t l, b, w;
-                count_ref(&cases[c], 1, &l, &b, &w);
-                sb_printf(&cw, "%llu\t%llu\t%llu\n", (unsigned long long)l, (unsigned long long)b,
-                          (unsigned long long)w);
-                size_t gl = 0;
-                char *got = read_file(out, &gl);
-                ok = same_bytes(got, gl, want.p, want.n, "echo, tiny input");
-                free(got);
-                got = read_file(cout, &gl);
-                ok &= same_bytes(got, gl, cw.p, cw.n, "count, tiny input");
-                free(got);
+                count_expect(&cw, &cases[c], 1);
+                ok = check_out(out, want.p, want.n, "echo, tiny input");
+                ok &= check_out(cout, cw.p, cw.n, "count, tiny input");
                 sb_free(&want);
                 sb_free(&cw);
-                unlink(out);
-                unlink(cout);
             }
             agree(ok);
         }
@@ -760,15 +660,7 @@ static void test_more_ranks_than_chunks(void)
     char out[512];
     new_out(out, sizeof out, "txt");
     CU_ASSERT_EQUAL(RUN("-q", "-c", "1", "-o", out, "primes", "2:3"), 0);
-    int ok = 0;
-    if (rank == 0) {
-        size_t gl = 0;
-        char *got = read_file(out, &gl);
-        ok = same_bytes(got, gl, "2\n", 2, "primes 2:3");
-        free(got);
-        unlink(out);
-    }
-    agree(ok);
+    agree_out(out, "2\n", 2, "primes 2:3");
 }
 
 /* --fail-on: exit 1 everywhere, nothing under the output name, no temporary
@@ -857,10 +749,7 @@ static void test_usage_errors(void)
         int ok = 0;
         if (rank == 0) {
             ok = !file_exists(out) && leftovers() == 0;
-            size_t gl = 0;
-            char *g = read_file(f, &gl); /* the input was not overwritten */
-            ok &= g && gl == in[IN_LINES].len && !memcmp(g, in[IN_LINES].data, gl);
-            free(g);
+            ok &= input_intact(IN_LINES); /* the input was not overwritten */
         }
         agree(ok);
     }
@@ -875,15 +764,7 @@ static void test_sleep_ordered(void)
         new_out(out, sizeof out, "txt");
         CU_ASSERT_EQUAL(
             RUN("-q", "-c", "1", "-t", tn, "-o", out, "test", "-m", "sleep", in[IN_SLEEP].path), 0);
-        int ok = 0;
-        if (rank == 0) {
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
-            ok = same_bytes(got, gl, in[IN_SLEEP].data, in[IN_SLEEP].len, "sleep");
-            free(got);
-            unlink(out);
-        }
-        agree(ok);
+        agree_out(out, in[IN_SLEEP].data, in[IN_SLEEP].len, "sleep");
     }
 }
 
@@ -910,15 +791,8 @@ static void test_count_noop(void)
             snprintf(want, sizeof want, "%llu\t%llu\t%llu\n", (unsigned long long)l,
                      (unsigned long long)b, (unsigned long long)w);
             snprintf(nwant, sizeof nwant, "%llu\n", (unsigned long long)b);
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
-            ok = same_bytes(got, gl, want, strlen(want), "count");
-            free(got);
-            got = read_file(nout, &gl);
-            ok &= same_bytes(got, gl, nwant, strlen(nwant), "noop");
-            free(got);
-            unlink(out);
-            unlink(nout);
+            ok = check_out(out, want, strlen(want), "count");
+            ok &= check_out(nout, nwant, strlen(nwant), "noop");
         }
         agree(ok);
     }
@@ -963,7 +837,7 @@ static void test_formats(void)
         int objects = -1;
         int jok = got && json_rows(got, gl, &vals, &objects) == 0;
         if (!jok) fprintf(stderr, "\n  json output is not a well-formed array of objects\n");
-        jok = jok && objects == nlines && same_bytes(vals.p, vals.n, want.p, want.n, "json values");
+        jok = jok && objects == nlines && tu_same_bytes(vals.p, vals.n, want.p, want.n, "json values");
         if (got && gl >= 4)
             jok = jok && !memcmp(got, "[\n", 2) && !memcmp(got + gl - 3, "\n]\n", 3);
         free(got);
@@ -985,7 +859,7 @@ static void test_formats(void)
                 if (!c) tok = 0;
                 sb_add(&un, &c, 1);
             }
-            tok = tok && same_bytes(un.p, un.n, want.p, want.n, "tsv unescaped");
+            tok = tok && tu_same_bytes(un.p, un.n, want.p, want.n, "tsv unescaped");
             sb_free(&un);
         } else {
             fprintf(stderr, "\n  tsv output lacks the header line\n");
@@ -1002,7 +876,7 @@ static void test_formats(void)
         got = read_file(cjout, &gl);
         sbuf_t cv = {0};
         int cok = got && json_rows(got, gl, &cv, &objects) == 0 && objects == 1 &&
-                  same_bytes(cv.p, cv.n, cw, strlen(cw), "count json");
+                  tu_same_bytes(cv.p, cv.n, cw, strlen(cw), "count json");
         if (got && cok)
             cok = strstr(got, "\"lines\"") && strstr(got, "\"bytes\"") && strstr(got, "\"words\"");
         free(got);
@@ -1011,7 +885,7 @@ static void test_formats(void)
         char ct[160];
         snprintf(ct, sizeof ct, "lines\tbytes\twords\n%llu\t%llu\t%llu\n", (unsigned long long)l,
                  (unsigned long long)b, (unsigned long long)w);
-        cok = cok && same_bytes(got, gl, ct, strlen(ct), "count tsv");
+        cok = cok && tu_same_bytes(got, gl, ct, strlen(ct), "count tsv");
         free(got);
 
         /* empty input: still a valid (empty) JSON array */
@@ -1034,8 +908,8 @@ static void test_wordcount(void)
 {
     sbuf_t want = {0}, want10 = {0};
     if (rank == 0) {
-        wordcount_ref(in[IN_WORDS].data, in[IN_WORDS].len, 0, &want);
-        wordcount_ref(in[IN_WORDS].data, in[IN_WORDS].len, 10, &want10);
+        want.p = tu_ref_wordcount(in[IN_WORDS].data, in[IN_WORDS].len, 0, 0, &want.n);
+        want10.p = tu_ref_wordcount(in[IN_WORDS].data, in[IN_WORDS].len, 0, 10, &want10.n);
     }
     static const char *const sizes[] = {"1", "4K", "64K"};
     static const char *const io[] = {"master", "shared", "auto"};
@@ -1051,15 +925,8 @@ static void test_wordcount(void)
             0);
         int ok = 0;
         if (rank == 0) {
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
-            ok = same_bytes(got, gl, want.p, want.n, "wordcount");
-            free(got);
-            got = read_file(out10, &gl);
-            ok &= same_bytes(got, gl, want10.p, want10.n, "wordcount --top 10");
-            free(got);
-            unlink(out);
-            unlink(out10);
+            ok = check_out(out, want.p, want.n, "wordcount");
+            ok &= check_out(out10, want10.p, want10.n, "wordcount --top 10");
         }
         agree(ok);
     }
@@ -1078,22 +945,15 @@ static void test_primes(void)
     if (rank == 0) {
         uint64_t c = 0;
         for (uint64_t n = 1; n <= 1000000; n++)
-            c += (uint64_t)is_prime(n);
+            c += (uint64_t)tu_is_prime(n);
         char want[32];
         snprintf(want, sizeof want, "%llu\n", (unsigned long long)c);
-        size_t gl = 0;
-        char *got = read_file(out, &gl);
-        ok = same_bytes(got, gl, want, strlen(want), "primes 1:1000000");
-        free(got);
+        ok = check_out(out, want, strlen(want), "primes 1:1000000");
         sbuf_t lw = {0};
         for (uint64_t n = 0; n <= 20000; n++)
-            if (is_prime(n)) sb_printf(&lw, "%llu\n", (unsigned long long)n);
-        got = read_file(lout, &gl);
-        ok &= same_bytes(got, gl, lw.p, lw.n, "primes --list 0:20000");
-        free(got);
+            if (tu_is_prime(n)) sb_printf(&lw, "%llu\n", (unsigned long long)n);
+        ok &= check_out(lout, lw.p, lw.n, "primes --list 0:20000");
         sb_free(&lw);
-        unlink(out);
-        unlink(lout);
     }
     agree(ok);
 }
@@ -1123,21 +983,14 @@ static void test_fib(void)
     if (rank == 0) {
         sbuf_t w = {0}, nw = {0};
         for (int i = 93; i >= 0; i--)
-            sb_printf(&w, "%d\t%llu\n", i, (unsigned long long)fib_iter((unsigned)i));
+            sb_printf(&w, "%d\t%llu\n", i, (unsigned long long)tu_fib_iter((unsigned)i));
         static const unsigned ns[] = {24, 3, 27, 0, 1, 20, 25};
         for (int i = 0; i < 7; i++)
-            sb_printf(&nw, "%u\t%llu\n", ns[i], (unsigned long long)fib_iter(ns[i]));
-        size_t gl = 0;
-        char *got = read_file(out, &gl);
-        ok = same_bytes(got, gl, w.p, w.n, "fib --fast 93..0");
-        free(got);
-        got = read_file(nout, &gl);
-        ok &= same_bytes(got, gl, nw.p, nw.n, "fib naive");
-        free(got);
+            sb_printf(&nw, "%u\t%llu\n", ns[i], (unsigned long long)tu_fib_iter(ns[i]));
+        ok = check_out(out, w.p, w.n, "fib --fast 93..0");
+        ok &= check_out(nout, nw.p, nw.n, "fib naive");
         sb_free(&w);
         sb_free(&nw);
-        unlink(out);
-        unlink(nout);
     }
     agree(ok);
 
@@ -1188,15 +1041,7 @@ static void test_bad_inputs(void)
     agree(ok);
     /* --allow-empty: success, empty output. */
     CU_ASSERT_EQUAL(RUN("-q", "--allow-empty", "-o", out, "test", in[IN_EMPTY].path), 0);
-    ok = 0;
-    if (rank == 0) {
-        size_t gl = 9;
-        char *got = read_file(out, &gl);
-        ok = got && gl == 0;
-        free(got);
-        unlink(out);
-    }
-    agree(ok);
+    agree_out(out, "", 0, "--allow-empty, empty input");
 }
 
 /* Same output for any window and binding. */
@@ -1214,15 +1059,7 @@ static void test_window_bind(void)
         CU_ASSERT_EQUAL(RUN("-q", "-c", "200", opts[i][0], opts[i][1], opts[i][2], opts[i][3], "-o",
                             out, "test", in[IN_LINES].path),
                         0);
-        int ok = 0;
-        if (rank == 0) {
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
-            ok = same_bytes(got, gl, want.p, want.n, opts[i][0]);
-            free(got);
-            unlink(out);
-        }
-        agree(ok);
+        agree_out(out, want.p, want.n, opts[i][0]);
     }
     sb_free(&want);
 }
@@ -1262,15 +1099,7 @@ static void test_slow_first_chunk(void)
     CU_ASSERT_EQUAL(
         RUN("-q", "-c", "1", "-t", "2", "-o", out, "test", "-m", "sleep", in[IN_SLOWFIRST].path),
         0);
-    int ok = 0;
-    if (rank == 0) {
-        size_t gl = 0;
-        char *got = read_file(out, &gl);
-        ok = same_bytes(got, gl, in[IN_SLOWFIRST].data, in[IN_SLOWFIRST].len, "slow first chunk");
-        free(got);
-        unlink(out);
-    }
-    agree(ok);
+    agree_out(out, in[IN_SLOWFIRST].data, in[IN_SLOWFIRST].len, "slow first chunk");
 }
 
 /* Standard input (read by rank 0 only): echo, count, and an error offset. */
@@ -1281,24 +1110,11 @@ static void test_stdin(void)
         char out[512], cout[512];
         new_out(out, sizeof out, "txt");
         new_out(cout, sizeof cout, "txt");
-        int saved = -1;
-        if (rank == 0) {
-            saved = dup(0);
-            int fd = open(in[IN_LINES].path, O_RDONLY);
-            dup2(fd, 0);
-            close(fd);
-        }
+        int saved = stdin_from(in[IN_LINES].path, -1);
         int rc = RUN("-q", "-c", sizes[s], "-t", "2", "-o", out, "test", "-");
-        if (rank == 0) {
-            int fd = open(in[IN_NONL].path, O_RDONLY);
-            dup2(fd, 0);
-            close(fd);
-        }
+        stdin_from(in[IN_NONL].path, saved);
         int rc2 = RUN("-q", "-c", sizes[s], "-o", cout, "test", "-m", "count");
-        if (rank == 0) {
-            dup2(saved, 0);
-            close(saved);
-        }
+        stdin_restore(saved);
         CU_ASSERT_EQUAL(rc, 0);
         CU_ASSERT_EQUAL(rc2, 0);
         int ok = 0;
@@ -1306,21 +1122,11 @@ static void test_stdin(void)
             int one[] = {IN_LINES}, nonl[] = {IN_NONL};
             sbuf_t want = {0}, cw = {0};
             echo_expect(&want, one, 1);
-            uint64_t l, b, w;
-            count_ref(nonl, 1, &l, &b, &w);
-            sb_printf(&cw, "%llu\t%llu\t%llu\n", (unsigned long long)l, (unsigned long long)b,
-                      (unsigned long long)w);
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
-            ok = same_bytes(got, gl, want.p, want.n, "stdin echo");
-            free(got);
-            got = read_file(cout, &gl);
-            ok &= same_bytes(got, gl, cw.p, cw.n, "stdin count");
-            free(got);
+            count_expect(&cw, nonl, 1);
+            ok = check_out(out, want.p, want.n, "stdin echo");
+            ok &= check_out(cout, cw.p, cw.n, "stdin count");
             sb_free(&want);
             sb_free(&cw);
-            unlink(out);
-            unlink(cout);
         }
         agree(ok);
     }
@@ -1328,52 +1134,30 @@ static void test_stdin(void)
     {
         char out[512];
         new_out(out, sizeof out, "txt");
-        int saved = -1;
-        if (rank == 0) {
-            saved = dup(0);
-            int fd = open(in[IN_NONL].path, O_RDONLY);
-            dup2(fd, 0);
-            close(fd);
-        }
+        int saved = stdin_from(in[IN_NONL].path, -1);
         int rc = RUN("-q", "--io", "shared", "-c", "50", "-o", out, "test", in[IN_TINY].path, "-",
                      in[IN_LINES].path);
-        if (rank == 0) {
-            dup2(saved, 0);
-            close(saved);
-        }
+        stdin_restore(saved);
         CU_ASSERT_EQUAL(rc, 0);
         int ok = 0;
         if (rank == 0) {
             int three[] = {IN_TINY, IN_NONL, IN_LINES};
             sbuf_t want = {0};
             echo_expect(&want, three, 3);
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
-            ok = same_bytes(got, gl, want.p, want.n, "file, stdin, file");
-            free(got);
+            ok = check_out(out, want.p, want.n, "file, stdin, file");
             sb_free(&want);
-            unlink(out);
         }
         agree(ok);
     }
     /* A failing line on standard input: the message gives its byte offset. */
     char out[512];
     new_out(out, sizeof out, "txt");
-    int saved = -1;
-    if (rank == 0) {
-        saved = dup(0);
-        int fd = open(in[IN_BOOM].path, O_RDONLY);
-        dup2(fd, 0);
-        close(fd);
-    }
+    int saved = stdin_from(in[IN_BOOM].path, -1);
     capture_t cap;
     capture_begin(&cap);
     int rc = RUN("-q", "-c", "64", "-o", out, "test", "--fail-on", "BOOM", "-");
     char *err = capture_end(&cap);
-    if (rank == 0) {
-        dup2(saved, 0);
-        close(saved);
-    }
+    stdin_restore(saved);
     CU_ASSERT_EQUAL(rc, 1);
     int ok = 0;
     if (rank == 0) {
@@ -1432,11 +1216,8 @@ static void test_many_inputs(void)
         CU_ASSERT_EQUAL(run(args), 0);
         int ok = 0;
         if (rank == 0) {
-            size_t gl = 0;
-            char *got = read_file("many-out.txt", &gl);
-            ok = same_bytes(got, gl, want.p, want.n, "many inputs") && leftovers() == 0;
-            free(got);
-            unlink("many-out.txt");
+            ok = check_out("many-out.txt", want.p, want.n, "many inputs");
+            ok = ok && leftovers() == 0;
         }
         agree(ok);
     }
@@ -1518,14 +1299,10 @@ static void test_huge_chunk_size(void)
         CU_ASSERT_EQUAL(rc, 0);
         int ok = 0;
         if (rank == 0) {
-            size_t gl = 0;
-            char *got = read_file(out, &gl);
             char what[64];
             snprintf(what, sizeof what, "--chunk-size 1T --io %s", io[i]);
-            ok = same_bytes(got, gl, want.p, want.n, what);
+            ok = check_out(out, want.p, want.n, what);
             if (!ok) fprintf(stderr, "  stderr: %s\n", err);
-            free(got);
-            unlink(out);
         }
         free(err);
         agree(ok);
@@ -1559,16 +1336,8 @@ static void test_nul_and_output_checks(void)
     free(err);
     agree(ok);
     CU_ASSERT_EQUAL(RUN("-q", "-c", "4", "-o", out, "wordcount", "--binary", nul), 0);
-    ok = 0;
-    if (rank == 0) {
-        size_t gl = 0;
-        char *got = read_file(out, &gl);
-        const char *want = "2\talpha\n1\tbeta\n1\tde\n1\tgamma\n1\tlta\n";
-        ok = same_bytes(got, gl, want, strlen(want), "wordcount --binary");
-        free(got);
-        unlink(out);
-    }
-    agree(ok);
+    const char *bwant = "2\talpha\n1\tbeta\n1\tde\n1\tgamma\n1\tlta\n";
+    agree_out(out, bwant, strlen(bwant), "wordcount --binary");
 
     /* the same file as the input, spelled differently */
     char alias[600];
@@ -1578,12 +1347,7 @@ static void test_nul_and_output_checks(void)
     err = capture_end(&cap);
     CU_ASSERT_EQUAL(rc, 2);
     ok = 0;
-    if (rank == 0) {
-        size_t gl = 0;
-        char *g = read_file(in[IN_LINES].path, &gl);
-        ok = g && gl == in[IN_LINES].len && !memcmp(g, in[IN_LINES].data, gl) && leftovers() == 0;
-        free(g);
-    }
+    if (rank == 0) ok = input_intact(IN_LINES) && leftovers() == 0;
     free(err);
     agree(ok);
     /* the output is a directory */
@@ -1632,36 +1396,30 @@ int main(int argc, char **argv)
     MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
     make_inputs();
 
+    static const tu_test_t tests[] = {
+        {"echo: chunk sizes 1, 7, 4096 x threads 1..3", test_echo},
+        {"--io master/shared/auto, several inputs", test_io_modes},
+        {"more ranks than chunks", test_more_ranks_than_chunks},
+        {"--fail-on: exit 1, no output, no temporary file", test_fail_on},
+        {"usage errors: exit 2 everywhere, printed once", test_usage_errors},
+        {"sleep mode keeps input order", test_sleep_ordered},
+        {"count and noop vs independent counts", test_count_noop},
+        {"json and tsv formats", test_formats},
+        {"wordcount vs naive counter", test_wordcount},
+        {"primes vs trial division", test_primes},
+        {"fib vs iterative, bad line", test_fib},
+        {"empty, missing and unwritable", test_bad_inputs},
+        {"window and binding options", test_window_bind},
+        {"lowest failing chunk is reported", test_lowest_error},
+        {"slow first chunk, more chunks than the ring", test_slow_first_chunk},
+        {"standard input", test_stdin},
+        {"many inputs, relative paths", test_many_inputs},
+        {"--report-bindings, -q and warnings", test_bindings_and_warnings},
+        {"NUL bytes, output checks", test_nul_and_output_checks},
+        {"chunk size far larger than the input", test_huge_chunk_size},
+        {NULL, NULL}};
     unsigned failures = 1;
-    if (CU_initialize_registry() == CUE_SUCCESS) {
-        CU_pSuite s = CU_add_suite("engine", NULL, NULL);
-        if (s) {
-            CU_add_test(s, "echo: chunk sizes 1, 7, 4096 x threads 1..3", test_echo);
-            CU_add_test(s, "--io master/shared/auto, several inputs", test_io_modes);
-            CU_add_test(s, "more ranks than chunks", test_more_ranks_than_chunks);
-            CU_add_test(s, "--fail-on: exit 1, no output, no temporary file", test_fail_on);
-            CU_add_test(s, "usage errors: exit 2 everywhere, printed once", test_usage_errors);
-            CU_add_test(s, "sleep mode keeps input order", test_sleep_ordered);
-            CU_add_test(s, "count and noop vs independent counts", test_count_noop);
-            CU_add_test(s, "json and tsv formats", test_formats);
-            CU_add_test(s, "wordcount vs naive counter", test_wordcount);
-            CU_add_test(s, "primes vs trial division", test_primes);
-            CU_add_test(s, "fib vs iterative, bad line", test_fib);
-            CU_add_test(s, "empty, missing and unwritable", test_bad_inputs);
-            CU_add_test(s, "window and binding options", test_window_bind);
-            CU_add_test(s, "lowest failing chunk is reported", test_lowest_error);
-            CU_add_test(s, "slow first chunk, more chunks than the ring", test_slow_first_chunk);
-            CU_add_test(s, "standard input", test_stdin);
-            CU_add_test(s, "many inputs, relative paths", test_many_inputs);
-            CU_add_test(s, "--report-bindings, -q and warnings", test_bindings_and_warnings);
-            CU_add_test(s, "NUL bytes, output checks", test_nul_and_output_checks);
-            CU_add_test(s, "chunk size far larger than the input", test_huge_chunk_size);
-            CU_basic_set_mode(CU_BRM_VERBOSE);
-            CU_basic_run_tests();
-            failures = CU_get_number_of_failures();
-        }
-        CU_cleanup_registry();
-    }
+    if (tu_run_suite("engine", NULL, NULL, tests, &failures) < 0) failures = 1;
     MPI_Barrier(MPI_COMM_WORLD);
     cleanup_dir();
     for (int i = 0; i < IN_N; i++)

@@ -1,8 +1,8 @@
 /*
  * test_kernels.c - the built-in kernels called through their function tables,
- * checked against independent references written here (a naive word
- * counter, trial-division primes, iterative Fibonacci), plus the row emitter
- * and the number parsers of util.h.
+ * checked against independent references (a naive word counter,
+ * trial-division primes, iterative Fibonacci; in tests/common/testutil.h),
+ * plus the row emitter and the number parsers of util.h.
  */
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
@@ -15,17 +15,10 @@
 #include "mpimap/mpimap.h"
 #include "util.h"
 
-/* ---- generic helpers ----------------------------------------------------------- */
+#define TU_RNG_SEED 0x9e3779b97f4a7c15ULL
+#include "testutil.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-static uint64_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
+/* ---- generic helpers ----------------------------------------------------------- */
 
 /* Options of one kernel, set through its option table, then check(). */
 typedef struct kx_s {
@@ -131,128 +124,14 @@ static int buf_eq(const mpm_buf_t *b, const char *s, size_t n)
     return b->len == n && (n == 0 || memcmp(b->data, s, n) == 0);
 }
 
-static void show_diff(const char *what, const char *got, size_t gl, const char *want, size_t wl)
-{
-    size_t i = 0;
-    while (i < gl && i < wl && got[i] == want[i])
-        i++;
-    fprintf(stderr, "\n  %s: outputs differ at byte %zu (got %zu bytes, want %zu)\n", what, i, gl,
-            wl);
-    size_t from = i > 40 ? i - 40 : 0;
-    fprintf(stderr, "  got : '%.*s'\n  want: '%.*s'\n", (int)((gl - from) < 80 ? gl - from : 80),
-            got + from, (int)((wl - from) < 80 ? wl - from : 80), want + from);
-}
-
 /* ---- independent references -------------------------------------------------- */
-
-static int ref_word_byte(unsigned char c)
-{
-    return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-           (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-typedef struct rword_s {
-    const char *s;
-    size_t n;
-    uint64_t count;
-} rword_t;
-
-static int rword_bytes_cmp(const void *a, const void *b)
-{
-    const rword_t *x = a, *y = b;
-    size_t n = x->n < y->n ? x->n : y->n;
-    int c = memcmp(x->s, y->s, n);
-    if (c) return c;
-    return (x->n > y->n) - (x->n < y->n);
-}
-
-static int rword_rank_cmp(const void *a, const void *b)
-{
-    const rword_t *x = a, *y = b;
-    if (x->count != y->count) return x->count > y->count ? -1 : 1;
-    return rword_bytes_cmp(a, b);
-}
-
-/* Naive word count: collect, sort, count runs, sort by count. Text rows. */
-static char *ref_wordcount(const char *text, size_t len, int case_sensitive, long long top,
-                           size_t *outlen)
-{
-    char *t = malloc(len + 1);
-    memcpy(t, text, len);
-    if (!case_sensitive)
-        for (size_t i = 0; i < len; i++)
-            if (t[i] >= 'A' && t[i] <= 'Z') t[i] = (char)(t[i] - 'A' + 'a');
-    size_t nw = 0, cap = 1024;
-    rword_t *w = malloc(cap * sizeof *w);
-    for (size_t i = 0; i < len;) {
-        if (!ref_word_byte((unsigned char)t[i])) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j < len && ref_word_byte((unsigned char)t[j]))
-            j++;
-        if (nw == cap) w = realloc(w, (cap *= 2) * sizeof *w);
-        w[nw].s = t + i;
-        w[nw].n = j - i;
-        w[nw].count = 1;
-        nw++;
-        i = j;
-    }
-    qsort(w, nw, sizeof *w, rword_bytes_cmp);
-    size_t nd = 0;
-    for (size_t i = 0; i < nw; i++) {
-        if (nd && rword_bytes_cmp(&w[nd - 1], &w[i]) == 0)
-            w[nd - 1].count++;
-        else
-            w[nd++] = w[i];
-    }
-    qsort(w, nd, sizeof *w, rword_rank_cmp);
-    if (top > 0 && (size_t)top < nd) nd = (size_t)top;
-    size_t ol = 0, ocap = 64;
-    for (size_t i = 0; i < nd; i++)
-        ocap += w[i].n + 24;
-    char *o = malloc(ocap);
-    for (size_t i = 0; i < nd; i++) {
-        ol += (size_t)snprintf(o + ol, ocap - ol, "%llu\t", (unsigned long long)w[i].count);
-        memcpy(o + ol, w[i].s, w[i].n);
-        ol += w[i].n;
-        o[ol++] = '\n';
-    }
-    o[ol] = 0;
-    free(w);
-    free(t);
-    *outlen = ol;
-    return o;
-}
-
-static int is_prime_td(uint64_t n)
-{
-    if (n < 2) return 0;
-    if (n < 4) return 1;
-    if (n % 2 == 0) return 0;
-    for (uint64_t d = 3; d <= n / d; d += 2)
-        if (n % d == 0) return 0;
-    return 1;
-}
 
 static uint64_t count_primes_td(uint64_t lo, uint64_t hi) /* [lo, hi) */
 {
     uint64_t c = 0;
     for (uint64_t n = lo; n < hi; n++)
-        c += (uint64_t)is_prime_td(n);
+        c += (uint64_t)tu_is_prime(n);
     return c;
-}
-
-static uint64_t fib_iter(unsigned n)
-{
-    uint64_t a = 0, b = 1;
-    while (n--) {
-        uint64_t t = a + b;
-        a = b;
-        b = t;
-    }
-    return a;
 }
 
 /* ---- wordcount ---------------------------------------------------------------- */
@@ -328,7 +207,7 @@ static char *wc_kernel(const kx_t *x, const char *text, size_t len, int nparts, 
         size_t want = 1 + (size_t)(rnd() % max_chunk);
         size_t end = start + want < len ? start + want : len;
         /* extend to just after a separator (as the splitter does) */
-        while (end < len && ref_word_byte((unsigned char)text[end - 1]))
+        while (end < len && tu_word_byte((unsigned char)text[end - 1]))
             end++;
         mpm_buf_t out = {0};
         mpm_err_t err = {.offset = -1, .msg = ""};
@@ -381,14 +260,14 @@ static void wc_compare(const char *label, const char *text, size_t len, int cs, 
     CU_ASSERT_EQUAL(x.rc, 0);
     size_t gl, wl;
     char *got = wc_kernel(&x, text, len, nparts, max_chunk, MPM_FMT_TEXT, &gl);
-    char *want = ref_wordcount(text, len, cs, top, &wl);
+    char *want = tu_ref_wordcount(text, len, cs, top, &wl);
     int same = gl == wl && memcmp(got, want, gl) == 0;
     CU_ASSERT(same);
     if (!same) {
         char what[128];
         snprintf(what, sizeof what, "wordcount [%s] cs %d top %lld parts %d chunk %llu", label, cs,
                  top, nparts, (unsigned long long)max_chunk);
-        show_diff(what, got, gl, want, wl);
+        tu_show_diff(what, got, gl, want, wl);
     }
     free(got);
     free(want);
@@ -497,13 +376,13 @@ static void test_wc_all_bytes(void)
                 }
                 size_t gl, wl;
                 char *got = wc_kernel(&x, t, len, 1, len + 1, MPM_FMT_TEXT, &gl);
-                char *want = ref_wordcount(t, len, cs, 0, &wl);
+                char *want = tu_ref_wordcount(t, len, cs, 0, &wl);
                 if (!(gl == wl && memcmp(got, want, gl) == 0)) {
                     if (bad++ < 3) {
                         char what[64];
                         snprintf(what, sizeof what, "all bytes, len %zu, binary %d, cs %d", len,
                                  binary, cs);
-                        show_diff(what, got, gl, want, wl);
+                        tu_show_diff(what, got, gl, want, wl);
                     }
                 }
                 free(got);
@@ -536,9 +415,9 @@ static void test_wc_big_chunks(void)
             mpm_buf_append(&b, "Marker_Word_0123456789 tail", 27);
             size_t gl, wl;
             char *got = wc_kernel(&x, b.data, b.len, 1, b.len + 1, MPM_FMT_TEXT, &gl);
-            char *want = ref_wordcount(b.data, b.len, 0, 0, &wl);
+            char *want = tu_ref_wordcount(b.data, b.len, 0, 0, &wl);
             if (!(gl == wl && memcmp(got, want, gl) == 0) && bad++ < 3)
-                show_diff("block edge", got, gl, want, wl);
+                tu_show_diff("block edge", got, gl, want, wl);
             free(got);
             free(want);
             mpm_buf_free(&b);
@@ -562,19 +441,19 @@ static void test_wc_big_chunks(void)
     for (int i = 0; i < 100000; i++)
         mpm_buf_append(&b, "q", 1); /* again, and last */
     size_t gl, wl;
-    char *want = ref_wordcount(b.data, b.len, 0, 0, &wl);
+    char *want = tu_ref_wordcount(b.data, b.len, 0, 0, &wl);
     uint64_t chunks[] = {b.len + 1, 70000, 4000, 33};
     for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
         char *got = wc_kernel(&x, b.data, b.len, 3, chunks[c], MPM_FMT_TEXT, &gl);
         CU_ASSERT(gl == wl && memcmp(got, want, gl) == 0);
-        if (!(gl == wl && memcmp(got, want, gl) == 0)) show_diff("word lengths", got, gl, want, wl);
+        if (!(gl == wl && memcmp(got, want, gl) == 0)) tu_show_diff("word lengths", got, gl, want, wl);
         free(got);
     }
     free(want);
     /* a 300 KB text as a single chunk */
     char *t = wc_text(300000, 5000);
     size_t n = strlen(t);
-    want = ref_wordcount(t, n, 0, 0, &wl);
+    want = tu_ref_wordcount(t, n, 0, 0, &wl);
     char *got = wc_kernel(&x, t, n, 1, n + 1, MPM_FMT_TEXT, &gl);
     CU_ASSERT(gl == wl && memcmp(got, want, gl) == 0);
     free(got);
@@ -617,7 +496,7 @@ static void test_wc_case_and_high_bytes(void)
                        "b\n2\tcaf\xc3\xa9\n2\t\x80\x81\n1\tcaf\xc3\x89\n";
     CU_ASSERT(gl == strlen(want) && memcmp(got, want, gl) == 0);
     if (!(gl == strlen(want) && memcmp(got, want, gl) == 0))
-        show_diff("high bytes", got, gl, want, strlen(want));
+        tu_show_diff("high bytes", got, gl, want, strlen(want));
     free(got);
     kx_close(&x);
     kx_open(&x, "wordcount", NULL, 1, argv);
@@ -628,7 +507,7 @@ static void test_wc_case_and_high_bytes(void)
            "b\n1\tcaf\xc3\xa9\n";
     CU_ASSERT(gl == strlen(want) && memcmp(got, want, gl) == 0);
     if (!(gl == strlen(want) && memcmp(got, want, gl) == 0))
-        show_diff("case-sensitive", got, gl, want, strlen(want));
+        tu_show_diff("case-sensitive", got, gl, want, strlen(want));
     free(got);
     kx_close(&x);
 }
@@ -741,7 +620,7 @@ static void test_wc_cli_options(void)
     const char *t = "b B b a A a a c C c c c";
     size_t gl, wl;
     char *got = wc_kernel(&x, t, strlen(t), 2, 3, MPM_FMT_TEXT, &gl);
-    char *want = ref_wordcount(t, strlen(t), 1, 3, &wl);
+    char *want = tu_ref_wordcount(t, strlen(t), 1, 3, &wl);
     CU_ASSERT(gl == wl && memcmp(got, want, gl) == 0);
     CU_ASSERT(gl > 0 && memcmp(got, "4\tc\n", 4) == 0);
     free(got);
@@ -981,7 +860,7 @@ static void test_primes_list(void)
         }
         mpm_buf_t want = {0};
         for (uint64_t n = 0; n <= 3000; n++)
-            if (is_prime_td(n)) {
+            if (tu_is_prime(n)) {
                 if (fmt == MPM_FMT_JSON)
                     mpm_buf_printf(&want, "{\"prime\":%llu}\n", (unsigned long long)n);
                 else
@@ -1060,9 +939,9 @@ static void test_fib_check(void)
 static void fib_expect(mpm_buf_t *want, unsigned n, mpm_format_t fmt)
 {
     if (fmt == MPM_FMT_JSON)
-        mpm_buf_printf(want, "{\"n\":%u,\"fib\":%llu}\n", n, (unsigned long long)fib_iter(n));
+        mpm_buf_printf(want, "{\"n\":%u,\"fib\":%llu}\n", n, (unsigned long long)tu_fib_iter(n));
     else
-        mpm_buf_printf(want, "%u\t%llu\n", n, (unsigned long long)fib_iter(n));
+        mpm_buf_printf(want, "%u\t%llu\n", n, (unsigned long long)tu_fib_iter(n));
 }
 
 static void test_fib_map(void)
@@ -1326,19 +1205,8 @@ static int json_string(const char **pp, const char *end, char *d, size_t *dl)
             break;
         case 'u': {
             if (end - p < 5) return -1;
-            unsigned v = 0;
-            for (int i = 1; i <= 4; i++) {
-                char h = p[i];
-                v <<= 4;
-                if (h >= '0' && h <= '9')
-                    v |= (unsigned)(h - '0');
-                else if (h >= 'a' && h <= 'f')
-                    v |= (unsigned)(h - 'a' + 10);
-                else if (h >= 'A' && h <= 'F')
-                    v |= (unsigned)(h - 'A' + 10);
-                else
-                    return -1;
-            }
+            unsigned v;
+            if (tu_hex4(p + 1, &v) < 0) return -1;
             if (v >= 0x100) return -1; /* not produced for these inputs */
             d[(*dl)++] = (char)v;
             p += 4;
@@ -1568,38 +1436,33 @@ static void test_registry(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("kernels", NULL, NULL);
-    if (!s) return 2;
-    CU_add_test(s, "registry", test_registry);
-    CU_add_test(s, "wordcount: check", test_wc_check);
-    CU_add_test(s, "wordcount: hand-counted text", test_wc_small_hand);
-    CU_add_test(s, "wordcount: random text vs naive counter", test_wc_random);
-    CU_add_test(s, "wordcount: many distinct words", test_wc_many_distinct);
-    CU_add_test(s, "wordcount: every byte value", test_wc_all_bytes);
-    CU_add_test(s, "wordcount: big chunks, block edges, long words", test_wc_big_chunks);
-    CU_add_test(s, "wordcount: case folding and bytes >= 0x80", test_wc_case_and_high_bytes);
-    CU_add_test(s, "wordcount: NUL bytes", test_wc_nul);
-    CU_add_test(s, "wordcount: serialize/deserialize", test_wc_serialize);
-    CU_add_test(s, "wordcount: options through the CLI parser", test_wc_cli_options);
-    CU_add_test(s, "wordcount: json and tsv rows", test_wc_formats);
-    CU_add_test(s, "primes: check", test_primes_check);
-    CU_add_test(s, "primes: small ranges vs trial division", test_primes_small_ranges);
-    CU_add_test(s, "primes: chunk boundaries", test_primes_chunks);
-    CU_add_test(s, "primes: merged chunks", test_primes_merged);
-    CU_add_test(s, "primes: --list", test_primes_list);
-    CU_add_test(s, "fib: check", test_fib_check);
-    CU_add_test(s, "fib: map vs iterative", test_fib_map);
-    CU_add_test(s, "fib: errors and offsets", test_fib_errors);
-    CU_add_test(s, "test kernel", test_test_kernel);
-    CU_add_test(s, "emit_row: text and tsv", test_emit_text_tsv);
-    CU_add_test(s, "emit_row: json", test_emit_json);
-    CU_add_test(s, "parse_size", test_parse_size);
-    CU_add_test(s, "parse_ll and parse_u64", test_parse_ll);
-    CU_add_test(s, "buffers, errors, quoting", test_buf_err_quote);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures ? 1 : 0;
+    static const tu_test_t tests[] = {
+        {"registry", test_registry},
+        {"wordcount: check", test_wc_check},
+        {"wordcount: hand-counted text", test_wc_small_hand},
+        {"wordcount: random text vs naive counter", test_wc_random},
+        {"wordcount: many distinct words", test_wc_many_distinct},
+        {"wordcount: every byte value", test_wc_all_bytes},
+        {"wordcount: big chunks, block edges, long words", test_wc_big_chunks},
+        {"wordcount: case folding and bytes >= 0x80", test_wc_case_and_high_bytes},
+        {"wordcount: NUL bytes", test_wc_nul},
+        {"wordcount: serialize/deserialize", test_wc_serialize},
+        {"wordcount: options through the CLI parser", test_wc_cli_options},
+        {"wordcount: json and tsv rows", test_wc_formats},
+        {"primes: check", test_primes_check},
+        {"primes: small ranges vs trial division", test_primes_small_ranges},
+        {"primes: chunk boundaries", test_primes_chunks},
+        {"primes: merged chunks", test_primes_merged},
+        {"primes: --list", test_primes_list},
+        {"fib: check", test_fib_check},
+        {"fib: map vs iterative", test_fib_map},
+        {"fib: errors and offsets", test_fib_errors},
+        {"test kernel", test_test_kernel},
+        {"emit_row: text and tsv", test_emit_text_tsv},
+        {"emit_row: json", test_emit_json},
+        {"parse_size", test_parse_size},
+        {"parse_ll and parse_u64", test_parse_ll},
+        {"buffers, errors, quoting", test_buf_err_quote},
+        {NULL, NULL}};
+    return tu_main("kernels", NULL, NULL, tests);
 }

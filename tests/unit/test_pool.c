@@ -15,6 +15,8 @@
 
 #include "pool.h"
 
+#include "testutil.h"
+
 /* ---- helpers ---------------------------------------------------------------- */
 
 typedef struct ttask_s {
@@ -486,23 +488,18 @@ static void test_stop_immediately(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("pool", NULL, NULL);
-    if (!s) return 2;
-    CU_add_test(s, "start with n < 1 fails", test_start_invalid);
-    CU_add_test(s, "100000 tasks over 1..8 threads, each once", test_many_tasks);
-    CU_add_test(s, "every thread takes work", test_all_threads_used);
-    CU_add_test(s, "single thread is FIFO", test_fifo_single_thread);
-    CU_add_test(s, "take_done timeout", test_take_done_timeout);
-    CU_add_test(s, "pending counts", test_pending_counts);
-    CU_add_test(s, "cancel returns queued tasks", test_cancel);
-    CU_add_test(s, "cancel racing with threads", test_cancel_race);
-    CU_add_test(s, "stop runs queued tasks", test_stop_runs_queued);
-    CU_add_test(s, "start/stop idle pools", test_start_stop_idle);
-    CU_add_test(s, "stop right after submit", test_stop_immediately);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures ? 1 : 0;
+    static const tu_test_t tests[] = {
+        {"start with n < 1 fails", test_start_invalid},
+        {"100000 tasks over 1..8 threads, each once", test_many_tasks},
+        {"every thread takes work", test_all_threads_used},
+        {"single thread is FIFO", test_fifo_single_thread},
+        {"take_done timeout", test_take_done_timeout},
+        {"pending counts", test_pending_counts},
+        {"cancel returns queued tasks", test_cancel},
+        {"cancel racing with threads", test_cancel_race},
+        {"stop runs queued tasks", test_stop_runs_queued},
+        {"start/stop idle pools", test_start_stop_idle},
+        {"stop right after submit", test_stop_immediately},
+        {NULL, NULL}};
+    return tu_main("pool", NULL, NULL, tests);
 }

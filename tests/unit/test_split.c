@@ -18,22 +18,15 @@
 
 #include "split.h"
 
+#define TU_RNG_SEED 0x243f6a8885a308d3ULL
+#include "testutil.h"
+
 #define HEADROOM 64
 
 static char tmpdir[64];
 static int file_counter;
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static uint64_t rng_state = 0x243f6a8885a308d3ULL;
-static uint64_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
 
 /* Separator test written independently of mpm__is_sep. */
 static int ref_sep(mpm_records_t rec, unsigned char c)
@@ -690,28 +683,23 @@ static int suite_clean(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("split", suite_init, suite_clean);
-    if (!s) return 2;
-    CU_add_test(s, "separator classes", test_is_sep);
-    CU_add_test(s, "simple text", test_simple);
-    CU_add_test(s, "random text, small and 40 KB", test_random_text);
-    CU_add_test(s, "random text, 300 KB", test_large_text);
-    CU_add_test(s, "records longer than the chunk", test_long_records);
-    CU_add_test(s, "CRLF line endings", test_crlf);
-    CU_add_test(s, "no trailing newline", test_no_trailing_newline);
-    CU_add_test(s, "no separator at all", test_no_separator);
-    CU_add_test(s, "only separators", test_only_separators);
-    CU_add_test(s, "binary and UTF-8 bytes", test_binary_bytes);
-    CU_add_test(s, "empty inputs", test_empty_file);
-    CU_add_test(s, "several inputs", test_multiple_inputs);
-    CU_add_test(s, "integer ranges", test_ranges);
-    CU_add_test(s, "standard input", test_stdin);
-    CU_add_test(s, "missing file, directory, bad chunk size", test_errors);
-    CU_add_test(s, "chunk size far larger than the input", test_huge_chunk_size);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures ? 1 : 0;
+    static const tu_test_t tests[] = {
+        {"separator classes", test_is_sep},
+        {"simple text", test_simple},
+        {"random text, small and 40 KB", test_random_text},
+        {"random text, 300 KB", test_large_text},
+        {"records longer than the chunk", test_long_records},
+        {"CRLF line endings", test_crlf},
+        {"no trailing newline", test_no_trailing_newline},
+        {"no separator at all", test_no_separator},
+        {"only separators", test_only_separators},
+        {"binary and UTF-8 bytes", test_binary_bytes},
+        {"empty inputs", test_empty_file},
+        {"several inputs", test_multiple_inputs},
+        {"integer ranges", test_ranges},
+        {"standard input", test_stdin},
+        {"missing file, directory, bad chunk size", test_errors},
+        {"chunk size far larger than the input", test_huge_chunk_size},
+        {NULL, NULL}};
+    return tu_main("split", suite_init, suite_clean, tests);
 }

@@ -11,6 +11,8 @@
 
 #include "topo.h"
 
+#include "testutil.h"
+
 static hwloc_topology_t load_synth(const char *desc)
 {
     hwloc_topology_t t;
@@ -441,21 +443,16 @@ static void test_load_real(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_pSuite s = CU_add_suite("topo", NULL, NULL);
-    if (!s) return 2;
-    CU_add_test(s, "synthetic topology shape", test_synthetic_shape);
-    CU_add_test(s, "allowed = whole machine", test_whole_machine);
-    CU_add_test(s, "allowed = one core", test_one_core);
-    CU_add_test(s, "allowed = two PUs on different cores", test_two_pus_different_cores);
-    CU_add_test(s, "allowed = partial cores", test_partial_core);
-    CU_add_test(s, "empty or foreign cpuset", test_empty_or_foreign_cpuset);
-    CU_add_test(s, "topologies without cores", test_no_cores);
-    CU_add_test(s, "describe mentions every thread", test_describe);
-    CU_add_test(s, "load on this machine", test_load_real);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures ? 1 : 0;
+    static const tu_test_t tests[] = {
+        {"synthetic topology shape", test_synthetic_shape},
+        {"allowed = whole machine", test_whole_machine},
+        {"allowed = one core", test_one_core},
+        {"allowed = two PUs on different cores", test_two_pus_different_cores},
+        {"allowed = partial cores", test_partial_core},
+        {"empty or foreign cpuset", test_empty_or_foreign_cpuset},
+        {"topologies without cores", test_no_cores},
+        {"describe mentions every thread", test_describe},
+        {"load on this machine", test_load_real},
+        {NULL, NULL}};
+    return tu_main("topo", NULL, NULL, tests);
 }
