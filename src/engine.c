@@ -53,7 +53,12 @@
 #include "topo.h"
 #include "util.h"
 
-enum { TAG_CHUNK = 101, TAG_RESULT = 102, TAG_STOP = 103, TAG_PARTIAL = 104 };
+enum { TAG_CHUNK = 101, TAG_RESULT = 102, TAG_STOP = 103, TAG_PARTIAL = 104, TAG_DATA = 105 };
+
+/* mpm_chunk_desc_t.has_data on the wire: 0 the reader preads, 1 the bytes
+ * follow the header in the same message, 2 they follow in a TAG_DATA message
+ * (sent straight from rank 0's mapping of the input). */
+enum { DATA_PREAD = 0, DATA_INLINE = 1, DATA_SEPARATE = 2 };
 
 /* Room reserved in front of chunk bytes and of result rows for the header. */
 #define CHUNK_HDR 64
@@ -81,6 +86,8 @@ typedef struct job_s {
     engine_t *e;
     mpm_chunk_desc_t d;
     char *buf; /* CHUNK_HDR bytes then the chunk data (when present) */
+    const char *data; /* the chunk bytes when they live elsewhere (rank 0's mapping) */
+    int mapped;       /* data is in the splitter's mapping: release when done */
     mpm_buf_t out; /* RESULT_HDR bytes then rows or error text */
     int status;
     int64_t err_offset;
@@ -176,7 +183,7 @@ static void job_work(mpm_task_t *t, int tid)
                 got += (size_t)r;
             }
         }
-        c.data = j->buf + CHUNK_HDR;
+        c.data = j->data ? j->data : j->buf + CHUNK_HDR;
     }
     if (e->k->map(e->opts, &c, e->partials ? e->partials[tid] : NULL, (mpm_format_t)e->cfg->format,
                   &j->out, &err) < 0) {
@@ -249,6 +256,7 @@ typedef struct slot_s {
 typedef struct pending_s {
     MPI_Request req;
     char *buf;
+    int release; /* input whose mapping this send reads, or -1 */
 } pending_t;
 
 typedef struct master_s {
@@ -263,6 +271,7 @@ typedef struct master_s {
     int have_next, split_done, stop;
     mpm_chunk_desc_t next_d;
     char *next_buf;
+    const char *next_data; /* the bytes: in next_buf, or in a mapping when next_buf is NULL */
     pending_t *sends;
     int nsends, cap_sends;
     /* the error to report: lowest failing chunk */
@@ -378,15 +387,27 @@ static void master_result(master_t *m, int src, char *buf, size_t len)
     master_write_ready(m);
 }
 
+static pending_t *master_pending(master_t *m)
+{
+    if (m->nsends == m->cap_sends) {
+        int cap = m->cap_sends ? 2 * m->cap_sends : 64;
+        pending_t *p = realloc(m->sends, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        m->sends = p;
+        m->cap_sends = cap;
+    }
+    pending_t *p = &m->sends[m->nsends++];
+    p->release = -1;
+    return p;
+}
+
 static int master_send_chunk(master_t *m, int dst)
 {
     engine_t *e = m->e;
     mpm_chunk_desc_t *d = &m->next_d;
     char *buf = m->next_buf;
-    if (!buf) {
-        buf = malloc(CHUNK_HDR);
-        if (!buf) return -1;
-    }
+    int mapped = !buf && m->next_data;
+    if (!buf && !(buf = malloc(CHUNK_HDR))) return -1;
     m->bytes_in += d->len;
     if (dst == 0) {
         job_t *j = job_new(e, d, buf);
@@ -394,34 +415,43 @@ static int master_send_chunk(master_t *m, int dst)
             free(buf);
             return -1;
         }
+        if (mapped) {
+            j->data = m->next_data;
+            j->mapped = 1;
+        }
         mpm__pool_submit(e->pool, &j->task);
     } else {
-        memcpy(buf, d, sizeof *d);
-        if (m->nsends == m->cap_sends) {
-            int cap = m->cap_sends ? 2 * m->cap_sends : 64;
-            pending_t *p = realloc(m->sends, (size_t)cap * sizeof *p);
-            if (!p) {
-                free(buf);
-                return -1;
-            }
-            m->sends = p;
-            m->cap_sends = cap;
-        }
-        size_t n = CHUNK_HDR + (d->has_data ? (size_t)d->len : 0);
-        if (n > INT_MAX) {
+        size_t n = CHUNK_HDR + (d->has_data && !mapped ? (size_t)d->len : 0);
+        if (d->len > INT_MAX) {
             free(buf);
             master_record_error(m, d->index, -1, -1, "chunk larger than 2 GiB",
                                 strlen("chunk larger than 2 GiB"));
             return 0;
         }
-        pending_t *p = &m->sends[m->nsends++];
+        if (mapped) d->has_data = DATA_SEPARATE;
+        memcpy(buf, d, sizeof *d);
+        pending_t *p = master_pending(m);
+        if (!p) {
+            free(buf);
+            return -1;
+        }
         p->buf = buf;
         mpi_check(MPI_Isend(buf, (int)n, MPI_BYTE, dst, TAG_CHUNK, e->comm, &p->req), "MPI_Isend");
+        if (mapped) {
+            pending_t *q = master_pending(m);
+            if (!q) return -1;
+            q->buf = NULL;
+            q->release = d->input;
+            mpi_check(MPI_Isend(m->next_data, (int)d->len, MPI_BYTE, dst, TAG_DATA, e->comm,
+                                &q->req),
+                      "MPI_Isend");
+        }
     }
     m->inflight[dst]++;
     m->dispatched++;
     m->have_next = 0;
     m->next_buf = NULL;
+    m->next_data = NULL;
     return 0;
 }
 
@@ -434,7 +464,7 @@ static int master_dispatch(master_t *m)
         if (!m->have_next) {
             if (m->split_done) break;
             mpm_err_t err = {.offset = -1, .msg = ""};
-            int r = mpm__split_next(m->split, &m->next_d, &m->next_buf, &err);
+            int r = mpm__split_next_ref(m->split, &m->next_d, &m->next_buf, &m->next_data, &err);
             if (r < 0) {
                 master_record_error(m, m->dispatched, -1, -1, err.msg, strlen(err.msg));
                 break;
@@ -477,6 +507,7 @@ static int master_poll(master_t *m, double wait_s)
         job_t *j = (job_t *)t;
         job_seal(j);
         e->busy_s += j->compute_s;
+        if (j->mapped) mpm__split_release(m->split, j->d.input);
         char *buf = j->out.data;
         size_t len = j->out.len;
         j->out.data = NULL;
@@ -510,6 +541,7 @@ static int master_poll(master_t *m, double wait_s)
         mpi_check(MPI_Test(&m->sends[i].req, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (done) {
             free(m->sends[i].buf);
+            if (m->sends[i].release >= 0) mpm__split_release(m->split, m->sends[i].release);
             m->sends[i] = m->sends[--m->nsends];
         } else {
             i++;
@@ -694,6 +726,20 @@ static int run_worker(engine_t *e)
                       "MPI_Recv");
             mpm_chunk_desc_t d;
             memcpy(&d, buf, sizeof d);
+            if (d.has_data == DATA_SEPARATE) {
+                /* The bytes follow as the next message from rank 0. */
+                char *nb = realloc(buf, CHUNK_HDR + (size_t)d.len);
+                if (!nb) {
+                    MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %llu bytes",
+                            (unsigned long long)d.len);
+                    MPI_Abort(e->comm, MPM_EXIT_FAIL);
+                }
+                buf = nb;
+                mpi_check(MPI_Recv(buf + CHUNK_HDR, (int)d.len, MPI_BYTE, 0, TAG_DATA, e->comm,
+                                   MPI_STATUS_IGNORE),
+                          "MPI_Recv");
+                d.has_data = DATA_INLINE;
+            }
             job_t *j = job_new(e, &d, buf);
             if (!j) {
                 MPM_LOG(MPM_LOG_ERROR, "out of memory");

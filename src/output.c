@@ -16,12 +16,13 @@
 /*
  * A run killed by a signal must not leave its temporary file behind. Until
  * issue-level signal handling (drain and journal) exists, SIGTERM, SIGINT,
- * SIGHUP, SIGQUIT and SIGUSR1/2 unlink the temporary file and then die of
+ * SIGHUP, SIGQUIT, SIGUSR1/2 and SIGBUS (an input file truncated while rank 0
+ * has it mapped) unlink the temporary file and then die of
  * the same signal. The handler only calls async-signal-safe functions.
  */
 static char pending_tmp[4096];
 static volatile sig_atomic_t have_tmp;
-static const int cleanup_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static const int cleanup_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGBUS};
 static struct sigaction saved[sizeof cleanup_signals / sizeof cleanup_signals[0]];
 
 static void on_signal(int sig)

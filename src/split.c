@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,7 +32,36 @@ struct mpm_splitter_s {
     char *carry;  /* read mode: bytes read past the last boundary */
     size_t carry_len, carry_cap;
     char *probe; /* describe mode scratch */
+
+    /* Read mode over a large regular file maps it instead of reading it:
+     * chunks point into the mapping (no copy on rank 0). A mapping lives
+     * until the splitter has moved past its input and every chunk handed
+     * out from it was released (mpm__split_release). */
+    struct map_s {
+        char *p;
+        size_t len;
+        int refs;
+        int done; /* the splitter moved past this input */
+    } * maps;
 };
+
+#define MAP_MIN ((uint64_t)1 << 20) /* smaller files are read() */
+
+static void map_drop_if_unused(mpm_splitter_t *s, int i)
+{
+    struct map_s *m = &s->maps[i];
+    if (m->p && m->done && m->refs == 0) {
+        munmap(m->p, m->len);
+        m->p = NULL;
+    }
+}
+
+void mpm__split_release(mpm_splitter_t *s, int input)
+{
+    if (!s || input < 0 || input >= s->n || !s->maps[input].p) return;
+    s->maps[input].refs--;
+    map_drop_if_unused(s, input);
+}
 
 int mpm__split_open(mpm_splitter_t **sp, const mpm_input_t *in, int n, uint64_t chunk_size,
                     mpm_records_t rec, int read_data, size_t headroom, mpm_err_t *err)
@@ -47,6 +77,11 @@ int mpm__split_open(mpm_splitter_t **sp, const mpm_input_t *in, int n, uint64_t 
     s->headroom = headroom;
     s->cur = -1;
     s->fd = -1;
+    s->maps = calloc((size_t)(n > 0 ? n : 1), sizeof *s->maps);
+    if (!s->maps) {
+        free(s);
+        return mpm_err_set(err, -1, "out of memory");
+    }
     *sp = s;
     return 0;
 }
@@ -57,6 +92,9 @@ void mpm__split_close(mpm_splitter_t *s)
 {
     if (!s) return;
     if (s->cur >= 0 && s->cur < s->n) close_input(s);
+    for (int i = 0; i < s->n; i++)
+        if (s->maps[i].p) munmap(s->maps[i].p, s->maps[i].len);
+    free(s->maps);
     free(s->carry);
     free(s->probe);
     free(s);
@@ -66,6 +104,8 @@ static void close_input(mpm_splitter_t *s)
 {
     if (s->fd >= 0 && s->in[s->cur].kind != MPM_IN_STDIN) close(s->fd);
     s->fd = -1;
+    s->maps[s->cur].done = 1;
+    map_drop_if_unused(s, s->cur);
 }
 
 uint64_t mpm__split_bytes(const mpm_splitter_t *s) { return s->total; }
@@ -92,8 +132,46 @@ static int open_input(mpm_splitter_t *s, mpm_err_t *err)
 #ifdef POSIX_FADV_SEQUENTIAL
         if (s->read_data) posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
+        if (s->read_data && S_ISREG(st.st_mode) && s->size >= MAP_MIN &&
+            s->size <= (uint64_t)SIZE_MAX) {
+            void *p = mmap(NULL, (size_t)s->size, PROT_READ, MAP_SHARED, s->fd, 0);
+            if (p != MAP_FAILED) {
+                madvise(p, (size_t)s->size, MADV_SEQUENTIAL);
+                s->maps[s->cur].p = p;
+                s->maps[s->cur].len = (size_t)s->size;
+            }
+        }
     }
     return 0;
+}
+
+/* Read mode over a mapped file: the boundary is searched in the mapping. */
+static int next_mapped(mpm_splitter_t *s, mpm_chunk_desc_t *d, const char **data)
+{
+    struct map_s *m = &s->maps[s->cur];
+    if (s->pos >= m->len) return 0;
+    size_t start = (size_t)s->pos, end = m->len;
+    if (m->len - start > s->cs) {
+        size_t from = start + (size_t)s->cs - 1;
+        const char *hit = NULL;
+        if (s->rec == MPM_REC_LINES) {
+            hit = memchr(m->p + from, '\n', m->len - from);
+        } else {
+            for (size_t i = from; i < m->len; i++)
+                if (mpm__is_sep(s->rec, (unsigned char)m->p[i])) {
+                    hit = m->p + i;
+                    break;
+                }
+        }
+        if (hit) end = (size_t)(hit - m->p) + 1;
+    }
+    d->offset = start;
+    d->len = end - start;
+    d->has_data = 1;
+    *data = m->p + start;
+    m->refs++;
+    s->pos = end;
+    return 1;
 }
 
 
@@ -304,8 +382,27 @@ static int next_range(mpm_splitter_t *s, mpm_chunk_desc_t *d)
 
 int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_t *err)
 {
+    const char *data = NULL;
+    int r = mpm__split_next_ref(s, d, buf, &data, err);
+    if (r == 1 && !*buf && data) {
+        /* A chunk of a mapped file: hand out a copy, as documented. */
+        *buf = malloc(s->headroom + (size_t)d->len + 1);
+        if (!*buf) {
+            mpm__split_release(s, d->input);
+            return mpm_err_set(err, -1, "out of memory");
+        }
+        memcpy(*buf + s->headroom, data, (size_t)d->len);
+        mpm__split_release(s, d->input);
+    }
+    return r;
+}
+
+int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, const char **data,
+                        mpm_err_t *err)
+{
     memset(d, 0, sizeof *d);
     *buf = NULL;
+    *data = NULL;
     for (;;) {
         if (s->cur >= s->n) return 0;
         if (s->cur >= 0) {
@@ -319,7 +416,10 @@ int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_
                 r = next_memory(s, d, buf, err);
                 break;
             case MPM_IN_FILE:
-                r = s->read_data ? next_read(s, d, buf, err) : next_describe(s, d, err);
+                if (s->maps[s->cur].p)
+                    r = next_mapped(s, d, data);
+                else
+                    r = s->read_data ? next_read(s, d, buf, err) : next_describe(s, d, err);
                 break;
             default:
                 r = next_read(s, d, buf, err);
@@ -327,6 +427,7 @@ int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_
             }
             if (r < 0) return -1;
             if (r > 0) {
+                if (*buf && !*data) *data = *buf + s->headroom;
                 d->index = s->index++;
                 d->input = s->cur;
                 s->total += d->len ? d->len : d->hi - d->lo;

@@ -57,6 +57,16 @@ int mpm__split_open(mpm_splitter_t **s, const mpm_input_t *in, int n, uint64_t c
  * -1 on a read error (err->msg names the input). */
 int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_t *err);
 
+/* The same without the copy: *data points at the chunk's bytes, either in
+ * *buf (headroom bytes in) or, when *buf is NULL, in a mapping of the input
+ * that stays valid until mpm__split_release(s, d->input) is called once for
+ * this chunk (and in any case until mpm__split_close). */
+int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, const char **data,
+                        mpm_err_t *err);
+
+/* Releases a chunk handed out by mpm__split_next_ref from a mapping. */
+void mpm__split_release(mpm_splitter_t *s, int input);
+
 /* Bytes consumed so far (read or described). */
 uint64_t mpm__split_bytes(const mpm_splitter_t *s);
 

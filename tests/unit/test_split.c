@@ -321,6 +321,62 @@ static void test_large_text(void)
     free(t);
 }
 
+/* Files of 1 MiB and more are mapped in read mode: chunks point into the
+ * mapping (buf == NULL), boundaries are those of the reference, and a chunk
+ * held across the switch to the next input stays readable until released. */
+static void test_mapped(void)
+{
+    size_t la = (3u << 20) + 12345, lb = (2u << 20) + 77;
+    char *ta = random_text(la), *tb = random_text(lb);
+    char *fa = write_file(ta, la), *fb = write_file(tb, lb);
+    mpm_input_t in[2] = {{.kind = MPM_IN_FILE, .name = fa}, {.kind = MPM_IN_FILE, .name = fb}};
+    for (int rec = 0; rec < 2; rec++) {
+        span_t *ra = NULL, *rb = NULL;
+        size_t na = ref_chunks(ta, la, 65536, (mpm_records_t)rec, &ra);
+        size_t nb = ref_chunks(tb, lb, 65536, (mpm_records_t)rec, &rb);
+        mpm_splitter_t *s = NULL;
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        CU_ASSERT_EQUAL_FATAL(mpm__split_open(&s, in, 2, 65536, (mpm_records_t)rec, 1, HEADROOM, &err), 0);
+        mpm_chunk_desc_t d;
+        char *buf;
+        const char *data;
+        const char *first = NULL;
+        size_t first_len = 0, k = 0, mapped = 0;
+        while (mpm__split_next_ref(s, &d, &buf, &data, &err) == 1) {
+            CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+            const span_t *r = d.input == 0 ? &ra[k] : &rb[k - na];
+            const char *src = d.input == 0 ? ta : tb;
+            CU_ASSERT_EQUAL(d.index, k);
+            CU_ASSERT_EQUAL(d.offset, r->off);
+            CU_ASSERT_EQUAL(d.len, r->len);
+            CU_ASSERT(memcmp(data, src + d.offset, (size_t)d.len) == 0);
+            if (!buf) mapped++;
+            if (k == 0 && !buf) {
+                first = data; /* held: released only after the second input */
+                first_len = (size_t)d.len;
+            } else if (!buf) {
+                mpm__split_release(s, d.input);
+            }
+            free(buf);
+            k++;
+        }
+        CU_ASSERT_EQUAL(k, na + nb);
+        CU_ASSERT_EQUAL(mapped, na + nb);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(first);
+        CU_ASSERT(memcmp(first, ta, first_len) == 0); /* still mapped */
+        mpm__split_release(s, 0);
+        mpm__split_close(s);
+        free(ra);
+        free(rb);
+    }
+    unlink(fa);
+    unlink(fb);
+    free(fa);
+    free(fb);
+    free(ta);
+    free(tb);
+}
+
 /* Records longer than the chunk size, and longer than any read-ahead. */
 static void test_long_records(void)
 {
@@ -689,6 +745,7 @@ int main(void)
         {"random text, small and 40 KB", test_random_text},
         {"random text, 300 KB", test_large_text},
         {"records longer than the chunk", test_long_records},
+        {"mapped large files, chunks held across inputs", test_mapped},
         {"CRLF line endings", test_crlf},
         {"no trailing newline", test_no_trailing_newline},
         {"no separator at all", test_no_separator},
