@@ -291,14 +291,11 @@ static inline uint64_t hash_word(const char *s, size_t n)
     return wc_final(h, n);
 }
 
-static inline int table_add_word(wc_table_t *t, const char *w, size_t n, uint64_t h)
+/* w0, w1: the first 16 bytes of the word, zero-padded (used when n <= 16). */
+static inline int table_add_word(wc_table_t *t, const char *w, size_t n, uint64_t h, uint64_t w0,
+                                 uint64_t w1)
 {
     uint32_t tag = (uint32_t)(h >> 32);
-    uint64_t w0 = 0, w1 = 0;
-    if (n <= WC_INLINE) {
-        w0 = load_word(w, n < 8 ? n : 8);
-        if (n > 8) w1 = load_word(w + 8, n - 8);
-    }
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
         wc_entry_t *e = &t->slots[i];
         if (!e->count) return table_insert(t, e, w, n, h, 1);
@@ -458,21 +455,36 @@ static int wc_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t f
         struct {
             const char *w;
             size_t n;
-            uint64_t h;
+            uint64_t h, w0, w1;
         } b[BATCH];
         for (size_t i = 0; i < nwords_found; i += BATCH) {
             int nb = nwords_found - i < BATCH ? (int)(nwords_found - i) : BATCH;
             for (int k = 0; k < nb; k++) {
                 const char *w = sc + ws[i + k];
                 size_t len = we[i + k] - ws[i + k];
-                uint64_t h = hash_word(w, len);
+                uint64_t w0 = 0, w1 = 0, h;
+                /* Words of up to 16 bytes (nearly all): hashed from the two
+                 * words also used for the inline key compare. Same value as
+                 * hash_word(). */
+                if (len <= 8) {
+                    w0 = load_word(w, len);
+                    h = wc_final(wc_step(WC_SEED, w0), len);
+                } else if (len <= 16) {
+                    w0 = load_word(w, 8);
+                    w1 = load_word(w + 8, len - 8);
+                    h = wc_final(wc_step(wc_step(WC_SEED, w0), w1), len);
+                } else {
+                    h = hash_word(w, len);
+                }
                 __builtin_prefetch(&t->slots[h & t->mask]);
                 b[k].w = w;
                 b[k].n = len;
                 b[k].h = h;
+                b[k].w0 = w0;
+                b[k].w1 = w1;
             }
             for (int k = 0; k < nb; k++)
-                if (table_add_word(t, b[k].w, b[k].n, b[k].h))
+                if (table_add_word(t, b[k].w, b[k].n, b[k].h, b[k].w0, b[k].w1))
                     return mpm_err_set(err, -1, "out of memory counting words");
         }
         off = bend;
