@@ -121,16 +121,18 @@ if want scaling; then
     say ""
     say "| workload | 1 rank x 1 thread | 1 rank x 2 threads | 2 ranks x 1 thread | speedup 1x2 | speedup 2x1 |"
     say "| --- | --- | --- | --- | --- | --- |"
-    alternate \
-        p11 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 1 primes "$PR_RANGE" -- \
-        p12 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 2 primes "$PR_RANGE" -- \
-        p21 "${MPIRUN[@]}" -np 2 "$B/mpimap" -t 1 primes "$PR_RANGE"
-    say "| primes $PR_RANGE | ${BEST[p11]} s | ${BEST[p12]} s | ${BEST[p21]} s | $(ratio "${BEST[p11]}" "${BEST[p12]}") | $(ratio "${BEST[p11]}" "${BEST[p21]}") |"
-    alternate \
-        w11 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 1 wordcount --top 10 "$WC" -- \
-        w12 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 2 wordcount --top 10 "$WC" -- \
-        w21 "${MPIRUN[@]}" -np 2 "$B/mpimap" -t 1 wordcount --top 10 "$WC"
-    say "| wordcount $WC_SIZE | ${BEST[w11]} s | ${BEST[w12]} s | ${BEST[w21]} s | $(ratio "${BEST[w11]}" "${BEST[w12]}") | $(ratio "${BEST[w11]}" "${BEST[w21]}") |"
+    # scale LABEL KERNEL ARGS...: the three layouts of one workload, alternated.
+    scale() {
+        local label="$1"
+        shift
+        alternate \
+            s11 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 1 "$@" -- \
+            s12 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 2 "$@" -- \
+            s21 "${MPIRUN[@]}" -np 2 "$B/mpimap" -t 1 "$@"
+        say "| $label | ${BEST[s11]} s | ${BEST[s12]} s | ${BEST[s21]} s | $(ratio "${BEST[s11]}" "${BEST[s12]}") | $(ratio "${BEST[s11]}" "${BEST[s21]}") |"
+    }
+    scale "primes $PR_RANGE" primes "$PR_RANGE"
+    scale "wordcount $WC_SIZE" wordcount --top 10 "$WC"
     say ""
 fi
 

@@ -55,11 +55,6 @@
 
 enum { TAG_CHUNK = 101, TAG_RESULT = 102, TAG_STOP = 103, TAG_PARTIAL = 104, TAG_DATA = 105 };
 
-/* mpm_chunk_desc_t.has_data on the wire: 0 the reader preads, 1 the bytes
- * follow the header in the same message, 2 they follow in a TAG_DATA message
- * (sent straight from rank 0's mapping of the input). */
-enum { DATA_PREAD = 0, DATA_INLINE = 1, DATA_SEPARATE = 2 };
-
 /* Room reserved in front of chunk bytes and of result rows for the header. */
 #define CHUNK_HDR 64
 #define RESULT_HDR 64
@@ -73,7 +68,6 @@ typedef struct result_hdr_s {
     int32_t status; /* 0 ok, -1 kernel error, -2 engine error (out of memory, I/O) */
     int64_t err_offset; /* absolute byte offset in the input, or -1 */
     uint64_t out_len;  /* rows (or error text when status != 0) */
-    double compute_s;
 } result_hdr_t;
 
 _Static_assert(sizeof(mpm_chunk_desc_t) <= CHUNK_HDR, "chunk header too large");
@@ -86,12 +80,10 @@ typedef struct job_s {
     engine_t *e;
     mpm_chunk_desc_t d;
     char *buf; /* CHUNK_HDR bytes then the chunk data (when present) */
-    const char *data; /* the chunk bytes when they live elsewhere (rank 0's mapping) */
-    int mapped;       /* data is in the splitter's mapping: release when done */
+    const char *data; /* set when the bytes are in rank 0's mapping: release when done */
     mpm_buf_t out; /* RESULT_HDR bytes then rows or error text */
     int status;
     int64_t err_offset;
-    double compute_s;
     MPI_Request req; /* worker: the result Isend */
 } job_t;
 
@@ -110,7 +102,6 @@ struct engine_s {
     mpm_pool_t *pool;
     void **partials; /* one per pool thread */
     int *fds;        /* shared I/O: input descriptors opened on first use */
-    double busy_s;   /* compute seconds of this rank's results */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -147,9 +138,8 @@ static void job_work(mpm_task_t *t, int tid)
 {
     job_t *j = (job_t *)t;
     engine_t *e = j->e;
-    double t0 = mpm__now();
     mpm_err_t err = {.offset = -1, .msg = ""};
-    if (j->status) goto done; /* failed before it was queued (message in out) */
+    if (j->status) return; /* failed before it was queued (message in out) */
     const mpm_input_t *in = &e->in->v[j->d.input];
     mpm_chunk_t c = {.index = j->d.index,
                      .input = j->d.input,
@@ -159,7 +149,7 @@ static void job_work(mpm_task_t *t, int tid)
                      .lo = j->d.lo,
                      .hi = j->d.hi};
     if (in->kind != MPM_IN_RANGE) {
-        if (!j->d.has_data && j->d.len) {
+        if (j->d.has_data == MPM_DATA_PREAD && j->d.len) {
             char *nb = realloc(j->buf, CHUNK_HDR + (size_t)j->d.len);
             if (!nb) {
                 mpm_err_set(&err, -1, "out of memory for a chunk of %llu bytes",
@@ -190,14 +180,12 @@ static void job_work(mpm_task_t *t, int tid)
         j->status = -1;
         goto fail;
     }
-    goto done;
+    return;
 fail:
     j->err_offset = err.offset >= 0 && in->kind != MPM_IN_RANGE ? (int64_t)j->d.offset + err.offset
                                                                  : err.offset;
     j->out.len = RESULT_HDR;
     mpm_buf_append(&j->out, err.msg, strlen(err.msg));
-done:
-    j->compute_s = mpm__now() - t0;
 }
 
 static job_t *job_new(engine_t *e, const mpm_chunk_desc_t *d, char *buf)
@@ -240,8 +228,7 @@ static void job_seal(job_t *j)
                       .input = j->d.input,
                       .status = j->status,
                       .err_offset = j->err_offset,
-                      .out_len = j->out.len - RESULT_HDR,
-                      .compute_s = j->compute_s};
+                      .out_len = j->out.len - RESULT_HDR};
     memcpy(j->out.data, &h, sizeof h);
 }
 
@@ -280,7 +267,7 @@ typedef struct master_s {
     int err_input;
     int64_t err_offset;
     char err_msg[640];
-    uint64_t chunks_done, bytes_in;
+    uint64_t chunks_done;
 } master_t;
 
 /* Line number (1-based) of byte `off` in file `path`, or 0 if unknown. */
@@ -387,65 +374,53 @@ static void master_result(master_t *m, int src, char *buf, size_t len)
     master_write_ready(m);
 }
 
-static pending_t *master_pending(master_t *m)
+/* Makes room for n more pending sends; 0 or -1. */
+static int master_reserve_sends(master_t *m, int n)
 {
-    if (m->nsends == m->cap_sends) {
-        int cap = m->cap_sends ? 2 * m->cap_sends : 64;
-        pending_t *p = realloc(m->sends, (size_t)cap * sizeof *p);
-        if (!p) return NULL;
-        m->sends = p;
-        m->cap_sends = cap;
-    }
-    pending_t *p = &m->sends[m->nsends++];
-    p->release = -1;
-    return p;
+    if (m->nsends + n <= m->cap_sends) return 0;
+    int cap = m->cap_sends ? 2 * m->cap_sends : 64;
+    pending_t *p = realloc(m->sends, (size_t)cap * sizeof *p);
+    if (!p) return -1;
+    m->sends = p;
+    m->cap_sends = cap;
+    return 0;
 }
 
+static void master_isend(master_t *m, const void *p, size_t n, int dst, int tag, char *owned,
+                         int release)
+{
+    pending_t *s = &m->sends[m->nsends++];
+    s->buf = owned;
+    s->release = release;
+    mpi_check(MPI_Isend(p, (int)n, MPI_BYTE, dst, tag, m->e->comm, &s->req), "MPI_Isend");
+}
+
+/* Hands the next chunk to rank dst (0: the local pool). 0, or -1 when out of
+ * memory. The bytes are in next_buf (after the header room), in a mapping of
+ * the input (next_data with next_buf NULL), or nowhere (pread by the reader). */
 static int master_send_chunk(master_t *m, int dst)
 {
     engine_t *e = m->e;
     mpm_chunk_desc_t *d = &m->next_d;
     char *buf = m->next_buf;
-    int mapped = !buf && m->next_data;
-    if (!buf && !(buf = malloc(CHUNK_HDR))) return -1;
-    m->bytes_in += d->len;
+    const char *mapped = buf ? NULL : m->next_data;
     if (dst == 0) {
         job_t *j = job_new(e, d, buf);
-        if (!j) {
-            free(buf);
-            return -1;
-        }
-        if (mapped) {
-            j->data = m->next_data;
-            j->mapped = 1;
-        }
+        if (!j) return -1;
+        j->data = mapped;
         mpm__pool_submit(e->pool, &j->task);
     } else {
-        size_t n = CHUNK_HDR + (d->has_data && !mapped ? (size_t)d->len : 0);
-        if (d->len > INT_MAX) {
-            free(buf);
+        if (d->has_data != MPM_DATA_PREAD && d->len > INT_MAX - CHUNK_HDR) {
             master_record_error(m, d->index, -1, -1, "chunk larger than 2 GiB",
                                 strlen("chunk larger than 2 GiB"));
             return 0;
         }
-        if (mapped) d->has_data = DATA_SEPARATE;
+        if (master_reserve_sends(m, 2) < 0 || (!buf && !(buf = malloc(CHUNK_HDR)))) return -1;
+        if (mapped) d->has_data = MPM_DATA_SEPARATE;
         memcpy(buf, d, sizeof *d);
-        pending_t *p = master_pending(m);
-        if (!p) {
-            free(buf);
-            return -1;
-        }
-        p->buf = buf;
-        mpi_check(MPI_Isend(buf, (int)n, MPI_BYTE, dst, TAG_CHUNK, e->comm, &p->req), "MPI_Isend");
-        if (mapped) {
-            pending_t *q = master_pending(m);
-            if (!q) return -1;
-            q->buf = NULL;
-            q->release = d->input;
-            mpi_check(MPI_Isend(m->next_data, (int)d->len, MPI_BYTE, dst, TAG_DATA, e->comm,
-                                &q->req),
-                      "MPI_Isend");
-        }
+        size_t n = CHUNK_HDR + (d->has_data == MPM_DATA_INLINE ? (size_t)d->len : 0);
+        master_isend(m, buf, n, dst, TAG_CHUNK, buf, -1);
+        if (mapped) master_isend(m, mapped, (size_t)d->len, dst, TAG_DATA, NULL, d->input);
     }
     m->inflight[dst]++;
     m->dispatched++;
@@ -471,6 +446,11 @@ static int master_dispatch(master_t *m)
             }
             if (r == 0) {
                 m->split_done = 1;
+                if (!e->cfg->allow_empty && mpm__split_empty_stdin(m->split)) {
+                    const char *msg =
+                        "standard input is empty (0 bytes); pass --allow-empty to accept it";
+                    master_record_error(m, m->dispatched, -1, -1, msg, strlen(msg));
+                }
                 break;
             }
             m->have_next = 1;
@@ -506,8 +486,7 @@ static int master_poll(master_t *m, double wait_s)
         mpm_task_t *next = t->next;
         job_t *j = (job_t *)t;
         job_seal(j);
-        e->busy_s += j->compute_s;
-        if (j->mapped) mpm__split_release(m->split, j->d.input);
+        if (j->data) mpm__split_release(m->split, j->d.input);
         char *buf = j->out.data;
         size_t len = j->out.len;
         j->out.data = NULL;
@@ -604,10 +583,6 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     int idle = 0;
     while (!(m.split_done || m.stop) || !all_idle(&m)) {
         int progress = master_dispatch(&m);
-        if (m.split_done && !m.stop && !e->cfg->allow_empty && mpm__split_empty_stdin(m.split)) {
-            const char *msg = "standard input is empty (0 bytes); pass --allow-empty to accept it";
-            master_record_error(&m, m.dispatched, -1, -1, msg, strlen(msg));
-        }
         double wait = 0;
         if (idle > SPIN_POLLS) {
             wait = 50e-6 * (idle - SPIN_POLLS);
@@ -726,7 +701,7 @@ static int run_worker(engine_t *e)
                       "MPI_Recv");
             mpm_chunk_desc_t d;
             memcpy(&d, buf, sizeof d);
-            if (d.has_data == DATA_SEPARATE) {
+            if (d.has_data == MPM_DATA_SEPARATE) {
                 /* The bytes follow as the next message from rank 0. */
                 char *nb = realloc(buf, CHUNK_HDR + (size_t)d.len);
                 if (!nb) {
@@ -738,7 +713,7 @@ static int run_worker(engine_t *e)
                 mpi_check(MPI_Recv(buf + CHUNK_HDR, (int)d.len, MPI_BYTE, 0, TAG_DATA, e->comm,
                                    MPI_STATUS_IGNORE),
                           "MPI_Recv");
-                d.has_data = DATA_INLINE;
+                d.has_data = MPM_DATA_INLINE;
             }
             job_t *j = job_new(e, &d, buf);
             if (!j) {
@@ -757,7 +732,6 @@ static int run_worker(engine_t *e)
             mpm_task_t *next = t->next;
             job_t *j = (job_t *)t;
             job_seal(j);
-            e->busy_s += j->compute_s;
             free(j->buf);
             j->buf = NULL;
             if (nsends == cap_sends) {

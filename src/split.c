@@ -47,6 +47,24 @@ struct mpm_splitter_s {
 
 #define MAP_MIN ((uint64_t)1 << 20) /* smaller files are read() */
 
+/* The first record separator in p[0..n), or NULL. */
+static const char *find_sep(mpm_records_t rec, const char *p, size_t n)
+{
+    if (rec == MPM_REC_LINES) return memchr(p, '\n', n);
+    for (size_t i = 0; i < n; i++)
+        if (mpm__is_sep(rec, (unsigned char)p[i])) return p + i;
+    return NULL;
+}
+
+/* End of the chunk that starts at `start` in bytes held in memory. */
+static size_t mem_chunk_end(const mpm_splitter_t *s, const char *p, size_t len, size_t start)
+{
+    if (len - start <= s->cs) return len;
+    size_t from = start + (size_t)s->cs - 1;
+    const char *hit = find_sep(s->rec, p + from, len - from);
+    return hit ? (size_t)(hit - p) + 1 : len;
+}
+
 static void map_drop_if_unused(mpm_splitter_t *s, int i)
 {
     struct map_s *m = &s->maps[i];
@@ -150,24 +168,10 @@ static int next_mapped(mpm_splitter_t *s, mpm_chunk_desc_t *d, const char **data
 {
     struct map_s *m = &s->maps[s->cur];
     if (s->pos >= m->len) return 0;
-    size_t start = (size_t)s->pos, end = m->len;
-    if (m->len - start > s->cs) {
-        size_t from = start + (size_t)s->cs - 1;
-        const char *hit = NULL;
-        if (s->rec == MPM_REC_LINES) {
-            hit = memchr(m->p + from, '\n', m->len - from);
-        } else {
-            for (size_t i = from; i < m->len; i++)
-                if (mpm__is_sep(s->rec, (unsigned char)m->p[i])) {
-                    hit = m->p + i;
-                    break;
-                }
-        }
-        if (hit) end = (size_t)(hit - m->p) + 1;
-    }
+    size_t start = (size_t)s->pos, end = mem_chunk_end(s, m->p, m->len, start);
     d->offset = start;
     d->len = end - start;
-    d->has_data = 1;
+    d->has_data = MPM_DATA_INLINE;
     *data = m->p + start;
     m->refs++;
     s->pos = end;
@@ -235,17 +239,7 @@ static int next_read(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_er
     size_t end = 0, scan = need - 1;
     for (;;) {
         if (scan < have) {
-            char *hit;
-            if (s->rec == MPM_REC_LINES) {
-                hit = memchr(p + scan, '\n', have - scan);
-            } else {
-                hit = NULL;
-                for (size_t i = scan; i < have; i++)
-                    if (mpm__is_sep(s->rec, (unsigned char)p[i])) {
-                        hit = p + i;
-                        break;
-                    }
-            }
+            const char *hit = find_sep(s->rec, p + scan, have - scan);
             if (hit) {
                 end = (size_t)(hit - p) + 1;
                 break;
@@ -288,7 +282,7 @@ static int next_read(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_er
     }
     d->offset = s->pos;
     d->len = end;
-    d->has_data = 1;
+    d->has_data = MPM_DATA_INLINE;
     s->pos += end;
     *bufp = buf;
     return 1;
@@ -317,16 +311,7 @@ static int next_describe(mpm_splitter_t *s, mpm_chunk_desc_t *d, mpm_err_t *err)
                                    strerror(errno));
             }
             if (r == 0) break; /* file shrank: end here */
-            const char *hit = NULL;
-            if (s->rec == MPM_REC_LINES) {
-                hit = memchr(s->probe, '\n', (size_t)r);
-            } else {
-                for (ssize_t i = 0; i < r; i++)
-                    if (mpm__is_sep(s->rec, (unsigned char)s->probe[i])) {
-                        hit = s->probe + i;
-                        break;
-                    }
-            }
+            const char *hit = find_sep(s->rec, s->probe, (size_t)r);
             if (hit) {
                 end = at + (uint64_t)(hit - s->probe) + 1;
                 break;
@@ -336,7 +321,7 @@ static int next_describe(mpm_splitter_t *s, mpm_chunk_desc_t *d, mpm_err_t *err)
     }
     d->offset = start;
     d->len = end - start;
-    d->has_data = 0;
+    d->has_data = MPM_DATA_PREAD;
     s->pos = end;
     return 1;
 }
@@ -345,21 +330,13 @@ static int next_memory(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **bufp, mpm_
 {
     const mpm_input_t *in = &s->in[s->cur];
     if (s->pos >= in->len) return 0;
-    size_t start = (size_t)s->pos, end = in->len;
-    if (in->len - start > s->cs) {
-        end = in->len;
-        for (size_t i = start + (size_t)s->cs - 1; i < in->len; i++)
-            if (mpm__is_sep(s->rec, (unsigned char)in->data[i])) {
-                end = i + 1;
-                break;
-            }
-    }
+    size_t start = (size_t)s->pos, end = mem_chunk_end(s, in->data, in->len, start);
     char *buf = malloc(s->headroom + (end - start) + 1);
     if (!buf) return mpm_err_set(err, -1, "out of memory");
     memcpy(buf + s->headroom, in->data + start, end - start);
     d->offset = start;
     d->len = end - start;
-    d->has_data = 1;
+    d->has_data = MPM_DATA_INLINE;
     s->pos = end;
     *bufp = buf;
     return 1;
@@ -375,7 +352,7 @@ static int next_range(mpm_splitter_t *s, mpm_chunk_desc_t *d)
     d->hi = hi;
     d->offset = s->pos;
     d->len = 0;
-    d->has_data = 0;
+    d->has_data = MPM_DATA_PREAD;
     s->pos += hi - lo;
     return 1;
 }

@@ -25,10 +25,17 @@
 
 #include "mpimap/kernel.h"
 
+/* mpm_chunk_desc_t.has_data, also on the wire between ranks. */
+enum {
+    MPM_DATA_PREAD = 0,   /* no bytes: the reader preads them (or a range) */
+    MPM_DATA_INLINE = 1,  /* the bytes are here (after the header in a message) */
+    MPM_DATA_SEPARATE = 2 /* the bytes follow in their own message (rank 0's mapping) */
+};
+
 typedef struct mpm_chunk_desc_s {
     uint64_t index;
     int32_t input;
-    int32_t has_data; /* 1: the bytes follow; 0: the reader must pread them */
+    int32_t has_data; /* MPM_DATA_* */
     uint64_t offset, len;
     uint64_t lo, hi;
 } mpm_chunk_desc_t;

@@ -145,8 +145,6 @@ static inline uint64_t wc_hash(const char *s, size_t n)
     return wc_final(h, n);
 }
 
-uint64_t mpm__wc_hash(const char *s, size_t n) { return wc_hash(s, n); }
-
 static inline const char *entry_key(const wc_entry_t *e)
 {
     if (e->len <= WC_INLINE) return e->key;
