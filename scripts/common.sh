@@ -32,7 +32,7 @@ install_deps() {
 }
 
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
-    libcunit1-dev python3 util-linux procps)
+    libcunit1-dev libxxhash-dev python3 util-linux procps)
 
 # build DIR [CMAKE ARGS...]: configures and builds the project in DIR.
 build() {

@@ -23,6 +23,7 @@ void mpm_config_init(mpm_config_t *cfg)
     cfg->io = MPM_IO_AUTO;
     cfg->format = MPM_FMT_TEXT;
     cfg->bind = MPM_BIND_CORE;
+    cfg->grace = 20;
 }
 
 /* Engine options. `verbose` counts repetitions. */
@@ -57,6 +58,26 @@ static const mpm_option_t engine_options[] = {
     {"allow-empty", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, allow_empty), NULL,
      "accept empty input files (an error by default: usually a failed upstream step)", 0, -1,
      NULL},
+    {"journal", 'j', MPM_OPT_STRING, offsetof(mpm_config_t, journal), "PATH",
+     "record every finished chunk in PATH (durably), so that an interrupted or failed run can "
+     "be completed with --resume",
+     0, -1, NULL},
+    {"resume", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, resume), NULL,
+     "continue the run recorded in --journal: finished chunks are not computed again, failed "
+     "and missing ones are; the output is identical to an uninterrupted run (a journal that "
+     "does not exist yet is created)",
+     0, -1, NULL},
+    {"grace", 0, MPM_OPT_DOUBLE, offsetof(mpm_config_t, grace), "SECONDS",
+     "after SIGTERM, SIGINT or SIGUSR1: time running chunks get to finish before mpimap exits "
+     "with code 3 (default 20)",
+     0, 86400, NULL},
+    {"retries", 0, MPM_OPT_INT, offsetof(mpm_config_t, retries), "N",
+     "run a chunk that failed up to N more times before recording it as failed (default 0)", 0,
+     1000, NULL},
+    {"fail-fast", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, fail_fast), NULL,
+     "stop the whole run at the first chunk that fails (default: record it, go on, exit 1 at "
+     "the end)",
+     0, -1, NULL},
     {"verbose", 'v', MPM_OPT_FLAG, offsetof(mpm_config_t, verbose), NULL,
      "print a summary line (time, throughput) at the end; twice for debugging details", 0, -1,
      NULL},
@@ -321,11 +342,19 @@ static void print_help(FILE *f)
                "  -V, --version               show the version\n\nKernels:\n");
     for (const mpm_kernel_t *const *k = mpm_kernels(); *k; k++)
         fprintf(f, "  %-12s %s\n", (*k)->name, (*k)->summary);
-    fprintf(f, "\nExit status: 0 success, 1 failure in the data or the run, 2 usage error.\n"
+    fprintf(f, "\nFailures: a chunk whose computation fails is retried --retries times, then\n"
+               "reported (and recorded in the journal); the run goes on. When chunks failed,\n"
+               "-o PATH is not replaced: the rows of every other chunk go to PATH.incomplete.\n"
+               "Signals: SIGTERM, SIGINT or SIGUSR1 stop dispatching, let running chunks finish\n"
+               "(--grace), sync the journal and exit 3. Under mpirun send SIGUSR1 (mpirun kills\n"
+               "its ranks about a second after it gets SIGTERM); see jobs/ for batch scripts.\n"
+               "\nExit status: 0 success, 1 failure in the data or the run (some chunks failed),\n"
+               "2 usage error, 3 interrupted by a signal (resume with --journal PATH --resume).\n"
                "Examples:\n"
                "  mpirun -np 4 mpimap wordcount --top 10 corpus.txt\n"
                "  mpimap --threads 2 primes 1:100000000\n"
-               "  mpirun -np 2 mpimap fib 30 35 40 45\n");
+               "  mpirun -np 2 mpimap fib 30 35 40 45\n"
+               "  mpirun -np 8 mpimap --journal wc.journal --resume wordcount -o wc.txt big/*.txt\n");
 }
 
 static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
@@ -440,6 +469,30 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
     if (cli->cfg.verbose && cli->cfg.quiet) {
         usage_error(rank, k->name, "-v and -q exclude each other");
         return MPM_CLI_USAGE;
+    }
+    if (cli->cfg.resume && !cli->cfg.journal) {
+        usage_error(rank, k->name, "--resume needs --journal PATH (the journal of the run to continue)");
+        return MPM_CLI_USAGE;
+    }
+    if (cli->cfg.journal) {
+        for (int n = 0; n < cli->inputs.n; n++) {
+            const mpm_input_t *in = &cli->inputs.v[n];
+            if (in->kind == MPM_IN_STDIN) {
+                usage_error(rank, k->name,
+                            "--journal cannot be used with standard input: it cannot be read "
+                            "again to resume; save it to a file first");
+                return MPM_CLI_USAGE;
+            }
+            if (in->kind == MPM_IN_FILE && !strcmp(in->name, cli->cfg.journal)) {
+                usage_error(rank, k->name, "journal '%s' is also an input", cli->cfg.journal);
+                return MPM_CLI_USAGE;
+            }
+        }
+        if (cli->cfg.output && !strcmp(cli->cfg.output, cli->cfg.journal)) {
+            usage_error(rank, k->name, "the journal and the output are the same file '%s'",
+                        cli->cfg.journal);
+            return MPM_CLI_USAGE;
+        }
     }
     if (cli->cfg.output && strcmp(cli->cfg.output, "-")) {
         for (int n = 0; n < cli->inputs.n; n++) {

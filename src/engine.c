@@ -32,12 +32,36 @@
  * that found nothing to do polls a few more times, then sleeps on the pool's
  * completion condition variable with a timeout growing to 2 ms.
  *
- * Errors: a chunk whose map() fails is reported in its result; the master
- * stops dispatching, drains what is in flight, and reports the error of the
- * lowest failing chunk index (the same for any -np/--threads). Every rank
- * returns the exit code broadcast by rank 0.
+ * Failures: a chunk whose map() fails (or whose bytes cannot be read) comes
+ * back with its reason. The master sends it out again up to --retries times
+ * (rebuilding its bytes from the input), then records it as failed: on
+ * stderr, in the journal and in the summary at the end. The run goes on and
+ * exits 1; -o PATH is then left alone and the rows of the chunks that
+ * succeeded go to PATH.incomplete. --fail-fast instead stops at the first
+ * failure and reports the lowest failing chunk index (the same for any
+ * -np/--threads). Errors of the run itself (output or journal writes, out of
+ * memory) always stop it. Every rank returns the exit code broadcast by
+ * rank 0.
+ *
+ * Journal (--journal, journal.h): the master appends every finished chunk's
+ * rows, and for reduced kernels the chunk's own partial (each chunk is then
+ * mapped into a fresh partial that the pool thread serialises and merges
+ * into its own), as soon as the result arrives. With --resume, the splitter
+ * still walks every chunk, but a chunk found in the journal is not sent:
+ * its rows are read back from the journal when its turn to be written
+ * comes, and its partial is merged on rank 0. Output is byte-identical to a
+ * run without interruption.
+ *
+ * Signals (signals.h): the first SIGTERM/SIGINT/SIGUSR1 on any rank (a
+ * worker forwards it to the master with TAG_INTERRUPT) makes the master stop
+ * dispatching and tell every rank to cancel the chunks that have not started
+ * (TAG_CANCEL; they come back marked cancelled). Running chunks get --grace
+ * seconds to finish and are journaled; then the journal is synced, the
+ * temporary output removed and every rank returns 3. If chunks are still
+ * running when the grace period ends, rank 0 calls MPI_Abort with code 3.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
@@ -45,29 +69,49 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include "journal.h"
 #include "mpimap/mpimap.h"
 #include "output.h"
 #include "pool.h"
+#include "signals.h"
 #include "split.h"
 #include "topo.h"
 #include "util.h"
 
-enum { TAG_CHUNK = 101, TAG_RESULT = 102, TAG_STOP = 103, TAG_PARTIAL = 104, TAG_DATA = 105 };
+enum {
+    TAG_CHUNK = 101,
+    TAG_RESULT = 102,
+    TAG_STOP = 103,
+    TAG_PARTIAL = 104,
+    TAG_DATA = 105,
+    TAG_CANCEL = 106,   /* master -> worker: drop the chunks not started */
+    TAG_INTERRUPT = 107 /* worker -> master: this rank was signalled */
+};
+
+/* STOP status: what workers do with their partials. */
+enum { STOP_OK = 0, STOP_FAILED = 1, STOP_INTERRUPTED = 2 };
+
+/* Result status. */
+enum { ST_OK = 0, ST_KERNEL = -1, ST_ENGINE = -2, ST_CANCELLED = -3 };
 
 /* Room reserved in front of chunk bytes and of result rows for the header. */
 #define CHUNK_HDR 64
-#define RESULT_HDR 64
+#define RESULT_HDR 128
+#define JOURNAL_SYNC_S 1.0 /* fsync the journal at most once per second */
+#define MAX_LISTED 20      /* failures listed in the final summary */
 #define SPIN_POLLS 200
 #define MAX_SLEEP 0.002
 #define MAX_HELD ((uint64_t)256 << 20) /* bytes of rows held for reordering */
 
 typedef struct result_hdr_s {
-    uint64_t index;
-    int32_t input;
-    int32_t status; /* 0 ok, -1 kernel error, -2 engine error (out of memory, I/O) */
+    mpm_chunk_desc_t d; /* the chunk, as it was sent (so that it can be sent again) */
+    int32_t status;     /* ST_* */
+    int32_t reserved;
     int64_t err_offset; /* absolute byte offset in the input, or -1 */
-    uint64_t out_len;  /* rows (or error text when status != 0) */
+    uint64_t out_len;   /* bytes after the header: rows then partial, or error text */
+    uint64_t part_len;  /* the chunk's serialised partial (journaled reduced runs) */
 } result_hdr_t;
 
 _Static_assert(sizeof(mpm_chunk_desc_t) <= CHUNK_HDR, "chunk header too large");
@@ -81,7 +125,8 @@ typedef struct job_s {
     mpm_chunk_desc_t d;
     char *buf; /* CHUNK_HDR bytes then the chunk data (when present) */
     const char *data; /* set when the bytes are in rank 0's mapping: release when done */
-    mpm_buf_t out; /* RESULT_HDR bytes then rows or error text */
+    mpm_buf_t out; /* RESULT_HDR bytes then rows (and partial) or error text */
+    uint64_t part_len;
     int status;
     int64_t err_offset;
     MPI_Request req; /* worker: the result Isend */
@@ -101,7 +146,9 @@ struct engine_s {
     mpm_placement_t pl;
     mpm_pool_t *pool;
     void **partials; /* one per pool thread */
+    int chunk_partials; /* map each chunk into its own partial (journaled runs) */
     int *fds;        /* shared I/O: input descriptors opened on first use */
+    mpm_journal_t *journal; /* rank 0 */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -120,6 +167,7 @@ static int mpi_check(int rc, const char *what)
 static void thread_init(int i, void *arg)
 {
     engine_t *e = arg;
+    mpm__sig_block_thread();
     if (mpm__topo_bind_thread(e->topo, &e->pl, i) < 0)
         MPM_LOG(MPM_LOG_WARN, "cannot pin pool thread %d: %s", i, strerror(errno));
 }
@@ -154,7 +202,7 @@ static void job_work(mpm_task_t *t, int tid)
             if (!nb) {
                 mpm_err_set(&err, -1, "out of memory for a chunk of %llu bytes",
                             (unsigned long long)j->d.len);
-                j->status = -2;
+                j->status = ST_ENGINE;
                 goto fail;
             }
             j->buf = nb;
@@ -167,7 +215,7 @@ static void job_work(mpm_task_t *t, int tid)
                     mpm_err_set(&err, -1, "cannot read '%s' at byte %llu: %s", in->name,
                                 (unsigned long long)(j->d.offset + got),
                                 r < 0 ? strerror(errno) : "file shrank during the run");
-                    j->status = -2;
+                    j->status = ST_ENGINE;
                     goto fail;
                 }
                 got += (size_t)r;
@@ -175,15 +223,43 @@ static void job_work(mpm_task_t *t, int tid)
         }
         c.data = j->data ? j->data : j->buf + CHUNK_HDR;
     }
-    if (e->k->map(e->opts, &c, e->partials ? e->partials[tid] : NULL, (mpm_format_t)e->cfg->format,
-                  &j->out, &err) < 0) {
-        j->status = -1;
+    void *part = e->partials ? e->partials[tid] : NULL, *own = NULL;
+    if (part && e->chunk_partials) {
+        if (!(own = e->k->partial_new(e->opts))) {
+            mpm_err_set(&err, -1, "out of memory for a partial result");
+            j->status = ST_ENGINE;
+            goto fail;
+        }
+        part = own;
+    }
+    if (e->k->map(e->opts, &c, part, (mpm_format_t)e->cfg->format, &j->out, &err) < 0) {
+        if (own) e->k->partial_free(own);
+        j->status = ST_KERNEL;
         goto fail;
+    }
+    if (own) {
+        /* The chunk's own partial travels to the journal, and joins the
+         * thread's partial for the normal reduction. */
+        size_t rows_end = j->out.len;
+        if (e->k->serialize(e->opts, own, &j->out) < 0) {
+            mpm_err_set(&err, -1, "out of memory serialising a partial result");
+            e->k->partial_free(own);
+            j->status = ST_ENGINE;
+            goto fail;
+        }
+        j->part_len = j->out.len - rows_end;
+        int mr = e->k->merge(e->opts, e->partials[tid], own, &err);
+        e->k->partial_free(own);
+        if (mr < 0) {
+            j->status = ST_ENGINE;
+            goto fail;
+        }
     }
     return;
 fail:
     j->err_offset = err.offset >= 0 && in->kind != MPM_IN_RANGE ? (int64_t)j->d.offset + err.offset
                                                                  : err.offset;
+    j->part_len = 0;
     j->out.len = RESULT_HDR;
     mpm_buf_append(&j->out, err.msg, strlen(err.msg));
 }
@@ -205,7 +281,7 @@ static job_t *job_new(engine_t *e, const mpm_chunk_desc_t *d, char *buf)
     if (!d->has_data && e->in->v[d->input].kind == MPM_IN_FILE && d->len) {
         mpm_err_t err;
         if (input_fd(e, d->input, &err) < 0) {
-            j->status = -2;
+            j->status = ST_ENGINE;
             j->out.len = RESULT_HDR;
             mpm_buf_append(&j->out, err.msg, strlen(err.msg));
         }
@@ -221,14 +297,20 @@ static void job_free(job_t *j)
     free(j);
 }
 
-/* Fills the header in front of the rows. */
+/* Fills the header in front of the rows. A task the pool dropped
+ * (mpm__pool_cancel) goes back as cancelled. */
 static void job_seal(job_t *j)
 {
-    result_hdr_t h = {.index = j->d.index,
-                      .input = j->d.input,
+    if (j->task.cancelled) {
+        j->status = ST_CANCELLED;
+        j->out.len = RESULT_HDR;
+        j->part_len = 0;
+    }
+    result_hdr_t h = {.d = j->d,
                       .status = j->status,
                       .err_offset = j->err_offset,
-                      .out_len = j->out.len - RESULT_HDR};
+                      .out_len = j->out.len - RESULT_HDR,
+                      .part_len = j->part_len};
     memcpy(j->out.data, &h, sizeof h);
 }
 
@@ -237,7 +319,8 @@ static void job_seal(job_t *j)
 typedef struct slot_s {
     char *buf; /* RESULT_HDR + rows; NULL when empty */
     size_t len;
-    int present;
+    int present;              /* the chunk's turn can come: rows here, in the journal, or none */
+    const mpm_jentry_t *je;   /* rows to read back from the journal */
 } slot_t;
 
 typedef struct pending_s {
@@ -245,6 +328,14 @@ typedef struct pending_s {
     char *buf;
     int release; /* input whose mapping this send reads, or -1 */
 } pending_t;
+
+typedef struct failure_s {
+    uint64_t index;
+    char *text; /* "WHERE: reason" */
+} failure_t;
+
+/* What the next chunk to hand out is. */
+enum { NEXT_RUN = 0, NEXT_JOURNALED = 1, NEXT_FAILED = 2 };
 
 typedef struct master_s {
     engine_t *e;
@@ -259,15 +350,30 @@ typedef struct master_s {
     mpm_chunk_desc_t next_d;
     char *next_buf;
     const char *next_data; /* the bytes: in next_buf, or in a mapping when next_buf is NULL */
+    int next_kind;         /* NEXT_* */
+    const mpm_jentry_t *next_je;
+    char next_err[512];
+    int64_t next_err_offset;
     pending_t *sends;
     int nsends, cap_sends;
-    /* the error to report: lowest failing chunk */
+    /* chunks to send again (--retries) */
+    mpm_chunk_desc_t *retry;
+    size_t nretry, cap_retry;
+    /* chunks that failed for good */
+    failure_t *failures;
+    size_t nfail, cap_fail;
+    /* a fatal error: the run stops; the lowest failing chunk is reported */
     int failed;
     uint64_t err_index;
     int err_input;
     int64_t err_offset;
     char err_msg[640];
-    uint64_t chunks_done;
+    uint64_t chunks_done, reused, cancelled, retried;
+    void *jpartial; /* reduced kernels: partials of the chunks taken from the journal */
+    /* signals */
+    int interrupted; /* the signal number */
+    int interrupt_rank;
+    double deadline;
 } master_t;
 
 /* Line number (1-based) of byte `off` in file `path`, or 0 if unknown. */
@@ -291,6 +397,36 @@ static uint64_t line_of(const char *path, uint64_t off)
     return line;
 }
 
+/* Where an error is: "FILE:LINE: ", "FILE: byte N: ", "arguments, item N: ",
+ * "standard input: byte N: ", "FILE: " or "" (range inputs carry the numbers
+ * in their message). `lines`: 0 to skip counting lines (many failures). */
+static void where(const engine_t *e, int input, int64_t off, int lines, char *dst, size_t n)
+{
+    dst[0] = 0;
+    const mpm_input_t *in = input >= 0 && input < e->in->n ? &e->in->v[input] : NULL;
+    if (!in) return;
+    if (off < 0) {
+        if (in->kind == MPM_IN_FILE || in->kind == MPM_IN_STDIN)
+            snprintf(dst, n, "%s: ", in->kind == MPM_IN_STDIN ? "standard input" : in->name);
+        return;
+    }
+    if (in->kind == MPM_IN_FILE) {
+        uint64_t line = lines ? line_of(in->name, (uint64_t)off) : 0;
+        if (line)
+            snprintf(dst, n, "%s:%llu: ", in->name, (unsigned long long)line);
+        else
+            snprintf(dst, n, "%s: byte %lld: ", in->name, (long long)off);
+    } else if (in->kind == MPM_IN_MEMORY) {
+        uint64_t item = 1;
+        for (int64_t i = 0; i < off && (size_t)i < in->len; i++)
+            if (in->data[i] == '\n') item++;
+        snprintf(dst, n, "%s, item %llu: ", in->name, (unsigned long long)item);
+    } else if (in->kind == MPM_IN_STDIN) {
+        snprintf(dst, n, "standard input: byte %lld: ", (long long)off);
+    }
+}
+
+/* A fatal error: the run stops. Keeps the lowest chunk index's message. */
 static void master_record_error(master_t *m, uint64_t index, int input, int64_t off,
                                 const char *msg, size_t len)
 {
@@ -307,70 +443,193 @@ static void master_record_error(master_t *m, uint64_t index, int input, int64_t 
 
 static void master_report_error(master_t *m)
 {
-    const mpm_input_t *in =
-        m->err_input >= 0 && m->err_input < m->e->in->n ? &m->e->in->v[m->err_input] : NULL;
-    if (!in || m->err_offset < 0) {
-        MPM_LOG(MPM_LOG_ERROR, "%s", m->err_msg);
-        return;
-    }
-    if (in->kind == MPM_IN_FILE) {
-        uint64_t line = line_of(in->name, (uint64_t)m->err_offset);
-        if (line)
-            MPM_LOG(MPM_LOG_ERROR, "%s:%llu: %s", in->name, (unsigned long long)line, m->err_msg);
-        else
-            MPM_LOG(MPM_LOG_ERROR, "%s: byte %lld: %s", in->name, (long long)m->err_offset,
-                    m->err_msg);
-    } else if (in->kind == MPM_IN_MEMORY) {
-        uint64_t item = 1;
-        for (int64_t i = 0; i < m->err_offset && (size_t)i < in->len; i++)
-            if (in->data[i] == '\n') item++;
-        MPM_LOG(MPM_LOG_ERROR, "%s, item %llu: %s", in->name, (unsigned long long)item, m->err_msg);
-    } else if (in->kind == MPM_IN_STDIN) {
-        MPM_LOG(MPM_LOG_ERROR, "standard input: byte %lld: %s", (long long)m->err_offset,
-                m->err_msg);
-    } else {
-        MPM_LOG(MPM_LOG_ERROR, "%s", m->err_msg);
-    }
+    char w[600];
+    where(m->e, m->err_input, m->err_offset, 1, w, sizeof w);
+    MPM_LOG(MPM_LOG_ERROR, "%s%s", w, m->err_msg);
 }
+
+/* The chunk's identity length: bytes, or integers for a range. */
+static uint64_t chunk_extent(const mpm_chunk_desc_t *d) { return d->len ? d->len : d->hi - d->lo; }
 
 static void master_write_ready(master_t *m)
 {
     for (;;) {
         slot_t *s = &m->ring[m->next_write % m->ring_cap];
         if (!s->present) return;
-        /* Rows before the first failing chunk are written even after a
-         * failure (the failed chunk's slot never fills, so nothing after it
-         * is): standard output then holds exactly the rows before the error. */
-        if (!m->out.failed && s->len > RESULT_HDR &&
-            mpm__out_rows(&m->out, s->buf + RESULT_HDR, s->len - RESULT_HDR) < 0) {
+        /* Rows before the first fatal error are written even after it (its
+         * slot never fills, so nothing after it is): standard output then
+         * holds exactly the rows before the error. */
+        if (!m->out.failed && s->je && s->je->rows_len) {
+            mpm_err_t err = {.offset = -1, .msg = ""};
+            size_t n = (size_t)s->je->rows_len;
+            char *rows = malloc(n);
+            if (!rows) {
+                master_record_error(m, m->next_write, -1, -1, "out of memory", 13);
+            } else if (mpm__journal_read(m->e->journal, s->je, 0, rows, n, &err) < 0) {
+                master_record_error(m, m->next_write, -1, -1, err.msg, strlen(err.msg));
+            } else if (mpm__out_rows(&m->out, rows, n) < 0) {
+                master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
+            }
+            free(rows);
+        } else if (!m->out.failed && s->len > RESULT_HDR &&
+                   mpm__out_rows(&m->out, s->buf + RESULT_HDR, s->len - RESULT_HDR) < 0) {
             master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
         }
         free(s->buf);
         m->held_bytes -= s->len;
         s->buf = NULL;
+        s->len = 0;
+        s->je = NULL;
         s->present = 0;
         m->next_write++;
     }
 }
 
-/* Takes ownership of buf (a result message: header + rows). */
+/* Marks the chunk's turn as taken (no rows): a failed chunk. */
+static void master_skip_slot(master_t *m, uint64_t index)
+{
+    slot_t *s = &m->ring[index % m->ring_cap];
+    s->present = 1;
+    master_write_ready(m);
+}
+
+static int push_retry(master_t *m, const mpm_chunk_desc_t *d)
+{
+    if (m->nretry == m->cap_retry) {
+        size_t nc = m->cap_retry ? 2 * m->cap_retry : 16;
+        mpm_chunk_desc_t *p = realloc(m->retry, nc * sizeof *p);
+        if (!p) return -1;
+        m->retry = p;
+        m->cap_retry = nc;
+    }
+    m->retry[m->nretry++] = *d;
+    return 0;
+}
+
+/*
+ * A chunk failed (status ST_KERNEL/ST_ENGINE, or the splitter could not read
+ * its input: from_split). Sends it again while --retries allows, else records
+ * the failure; with --fail-fast the run stops.
+ */
+static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t off,
+                                const char *msg, size_t len, int from_split)
+{
+    engine_t *e = m->e;
+    const mpm_config_t *cfg = e->cfg;
+    char text[640];
+    if (len >= sizeof text) len = sizeof text - 1;
+    memcpy(text, msg, len);
+    text[len] = 0;
+    uint32_t attempts = d->attempt + 1;
+    int replayable = !from_split && e->in->v[d->input].kind != MPM_IN_STDIN;
+    char w[600];
+    if (!cfg->fail_fast && !m->interrupted && replayable && attempts <= (uint64_t)cfg->retries) {
+        where(e, d->input, off, m->nfail < 100, w, sizeof w);
+        MPM_LOG(MPM_LOG_WARN, "%s%s (chunk %llu, attempt %u of %lld): trying again", w, text,
+                (unsigned long long)d->index, attempts, cfg->retries + 1);
+        mpm_chunk_desc_t again = *d;
+        again.attempt = attempts;
+        if (push_retry(m, &again) == 0) {
+            m->retried++;
+            return;
+        }
+    }
+    if (e->journal) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        if (mpm__journal_append(e->journal, MPM_J_FAILED, d->index, d->input, d->offset,
+                                chunk_extent(d), attempts, text, strlen(text), NULL, 0, &err) < 0)
+            master_record_error(m, d->index, -1, -1, err.msg, strlen(err.msg));
+    }
+    if (cfg->fail_fast) {
+        master_record_error(m, d->index, d->input, off, text, strlen(text));
+        return;
+    }
+    where(e, d->input, off, m->nfail < 100, w, sizeof w);
+    char tail[96] = "";
+    if (attempts > 1) snprintf(tail, sizeof tail, " (after %u attempts)", attempts);
+    MPM_LOG(MPM_LOG_ERROR, "%s%s%s", w, text, tail);
+    if (m->nfail == m->cap_fail) {
+        size_t nc = m->cap_fail ? 2 * m->cap_fail : 16;
+        failure_t *p = realloc(m->failures, nc * sizeof *p);
+        if (!p) {
+            master_record_error(m, d->index, -1, -1, "out of memory", 13);
+            return;
+        }
+        m->failures = p;
+        m->cap_fail = nc;
+    }
+    size_t tl = strlen(w) + strlen(text) + strlen(tail) + 1;
+    char *t = malloc(tl);
+    if (t) snprintf(t, tl, "%s%s%s", w, text, tail);
+    m->failures[m->nfail].index = d->index;
+    m->failures[m->nfail].text = t;
+    m->nfail++;
+    master_skip_slot(m, d->index);
+}
+
+/* Takes ownership of buf (a result message: header + rows + partial). */
 static void master_result(master_t *m, int src, char *buf, size_t len)
 {
+    engine_t *e = m->e;
     result_hdr_t h;
     memcpy(&h, buf, sizeof h);
+    (void)len;
     m->inflight[src]--;
-    m->chunks_done++;
-    if (h.status != 0) {
-        master_record_error(m, h.index, h.input, h.err_offset, buf + RESULT_HDR,
-                            (size_t)h.out_len);
+    if (h.status == ST_CANCELLED) {
+        m->cancelled++;
         free(buf);
-        return; /* the slot stays empty: nothing at or after it is written */
+        return;
     }
-    slot_t *s = &m->ring[h.index % m->ring_cap];
+    if (h.status != ST_OK) {
+        master_chunk_failed(m, &h.d, h.err_offset, buf + RESULT_HDR, (size_t)h.out_len, 0);
+        free(buf);
+        return;
+    }
+    m->chunks_done++;
+    size_t rows = (size_t)(h.out_len - h.part_len);
+    if (e->journal) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        if (mpm__journal_append(e->journal, MPM_J_DONE, h.d.index, h.d.input, h.d.offset,
+                                chunk_extent(&h.d), h.d.attempt + 1, buf + RESULT_HDR, rows,
+                                buf + RESULT_HDR + rows, (size_t)h.part_len, &err) < 0)
+            master_record_error(m, h.d.index, -1, -1, err.msg, strlen(err.msg));
+    }
+    slot_t *s = &m->ring[h.d.index % m->ring_cap];
     s->buf = buf;
-    s->len = len;
+    s->len = RESULT_HDR + rows;
     s->present = 1;
-    m->held_bytes += len;
+    m->held_bytes += s->len;
+    master_write_ready(m);
+}
+
+/* A chunk the journal holds: its partial joins jpartial now, its rows are
+ * read back when its turn to be written comes. */
+static void master_reuse(master_t *m, const mpm_chunk_desc_t *d, const mpm_jentry_t *je)
+{
+    engine_t *e = m->e;
+    m->reused++;
+    m->chunks_done++;
+    if (je->part_len && m->jpartial) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        char *p = malloc((size_t)je->part_len);
+        void *part = NULL;
+        if (!p) {
+            master_record_error(m, d->index, -1, -1, "out of memory", 13);
+        } else if (mpm__journal_read(e->journal, je, je->rows_len, p, (size_t)je->part_len, &err) <
+                       0 ||
+                   !(part = e->k->deserialize(e->opts, p, (size_t)je->part_len, &err)) ||
+                   e->k->merge(e->opts, m->jpartial, part, &err) < 0) {
+            char msg[640];
+            snprintf(msg, sizeof msg, "journal: chunk %llu: %s", (unsigned long long)d->index,
+                     err.msg);
+            master_record_error(m, d->index, -1, -1, msg, strlen(msg));
+        }
+        if (part) e->k->partial_free(part);
+        free(p);
+    }
+    slot_t *s = &m->ring[d->index % m->ring_cap];
+    s->je = je->rows_len ? je : NULL;
+    s->present = 1;
     master_write_ready(m);
 }
 
@@ -379,6 +638,7 @@ static int master_reserve_sends(master_t *m, int n)
 {
     if (m->nsends + n <= m->cap_sends) return 0;
     int cap = m->cap_sends ? 2 * m->cap_sends : 64;
+    while (cap < m->nsends + n) cap *= 2;
     pending_t *p = realloc(m->sends, (size_t)cap * sizeof *p);
     if (!p) return -1;
     m->sends = p;
@@ -430,6 +690,119 @@ static int master_send_chunk(master_t *m, int dst)
     return 0;
 }
 
+/* Rebuilds a chunk to send again: ranges and shared-I/O files need only the
+ * descriptor; in-memory inputs are copied; with --io master rank 0 reads the
+ * bytes again. Returns 1 when next_* is ready, 0 when the chunk failed again
+ * here (recorded). */
+static int master_prepare_retry(master_t *m, const mpm_chunk_desc_t *d)
+{
+    engine_t *e = m->e;
+    const mpm_input_t *in = &e->in->v[d->input];
+    m->next_d = *d;
+    m->next_buf = NULL;
+    m->next_data = NULL;
+    m->next_kind = NEXT_RUN;
+    if (in->kind == MPM_IN_RANGE || (in->kind == MPM_IN_FILE && e->io == MPM_IO_SHARED)) {
+        m->next_d.has_data = MPM_DATA_PREAD;
+        return 1;
+    }
+    char *buf = malloc(CHUNK_HDR + (size_t)d->len + 1);
+    if (!buf) {
+        master_chunk_failed(m, d, -1, "out of memory", 13, 0);
+        return 0;
+    }
+    if (in->kind == MPM_IN_MEMORY) {
+        memcpy(buf + CHUNK_HDR, in->data + d->offset, (size_t)d->len);
+    } else {
+        int fd = open(in->name, O_RDONLY | O_CLOEXEC);
+        size_t got = 0;
+        char msg[600] = "";
+        if (fd < 0) snprintf(msg, sizeof msg, "cannot open '%s': %s", in->name, strerror(errno));
+        while (fd >= 0 && got < d->len) {
+            ssize_t r = pread(fd, buf + CHUNK_HDR + got, (size_t)d->len - got,
+                              (off_t)(d->offset + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                snprintf(msg, sizeof msg, "cannot read '%s' at byte %llu: %s", in->name,
+                         (unsigned long long)(d->offset + got),
+                         r < 0 ? strerror(errno) : "file shrank during the run");
+                break;
+            }
+            got += (size_t)r;
+        }
+        if (fd >= 0) close(fd);
+        if (msg[0]) {
+            free(buf);
+            master_chunk_failed(m, d, -1, msg, strlen(msg), 0);
+            return 0;
+        }
+    }
+    m->next_d.has_data = MPM_DATA_INLINE;
+    m->next_buf = buf;
+    m->next_data = buf + CHUNK_HDR;
+    return 1;
+}
+
+/* Drops the bytes of next_* (a chunk that is not sent). */
+static void master_drop_next(master_t *m)
+{
+    if (m->next_buf) free(m->next_buf);
+    else if (m->next_data) mpm__split_release(m->split, m->next_d.input);
+    m->next_buf = NULL;
+    m->next_data = NULL;
+    m->have_next = 0;
+}
+
+/* Gets the next chunk into next_*: a retry first, else the splitter's next.
+ * Returns 1, or 0 when there is none now. */
+static int master_next(master_t *m)
+{
+    engine_t *e = m->e;
+    while (m->nretry) {
+        mpm_chunk_desc_t d = m->retry[0];
+        memmove(m->retry, m->retry + 1, (m->nretry - 1) * sizeof *m->retry);
+        m->nretry--;
+        if (master_prepare_retry(m, &d)) return 1;
+    }
+    if (m->split_done) return 0;
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    int r = mpm__split_next_ref(m->split, &m->next_d, &m->next_buf, &m->next_data, &err);
+    if (r < 0) {
+        m->next_kind = NEXT_FAILED;
+        snprintf(m->next_err, sizeof m->next_err, "%s", err.msg);
+        m->next_err_offset = err.offset;
+        return 1;
+    }
+    if (r == 0) {
+        m->split_done = 1;
+        if (!e->cfg->allow_empty && mpm__split_empty_stdin(m->split)) {
+            const char *msg = "standard input is empty (0 bytes); pass --allow-empty to accept it";
+            master_record_error(m, m->dispatched, -1, -1, msg, strlen(msg));
+        }
+        return 0;
+    }
+    m->next_kind = NEXT_RUN;
+    if (e->journal) {
+        const mpm_jentry_t *je = mpm__journal_find(e->journal, m->next_d.input, m->next_d.offset);
+        if (je && je->state == MPM_J_DONE) {
+            if (je->len != chunk_extent(&m->next_d)) {
+                char msg[600];
+                snprintf(msg, sizeof msg,
+                         "journal: chunk at byte %llu of '%s' has %llu bytes in the journal and "
+                         "%llu now; delete the journal to start over",
+                         (unsigned long long)m->next_d.offset, e->in->v[m->next_d.input].name,
+                         (unsigned long long)je->len, (unsigned long long)chunk_extent(&m->next_d));
+                master_record_error(m, m->next_d.index, -1, -1, msg, strlen(msg));
+                master_drop_next(m);
+                return 0;
+            }
+            m->next_kind = NEXT_JOURNALED;
+            m->next_je = je;
+        }
+    }
+    return 1;
+}
+
 /* Fills every window it can. Returns 1 if something was dispatched. */
 static int master_dispatch(master_t *m)
 {
@@ -437,27 +810,26 @@ static int master_dispatch(master_t *m)
     int progress = 0;
     while (!m->stop) {
         if (!m->have_next) {
-            if (m->split_done) break;
-            mpm_err_t err = {.offset = -1, .msg = ""};
-            int r = mpm__split_next_ref(m->split, &m->next_d, &m->next_buf, &m->next_data, &err);
-            if (r < 0) {
-                master_record_error(m, m->dispatched, -1, -1, err.msg, strlen(err.msg));
-                break;
-            }
-            if (r == 0) {
-                m->split_done = 1;
-                if (!e->cfg->allow_empty && mpm__split_empty_stdin(m->split)) {
-                    const char *msg =
-                        "standard input is empty (0 bytes); pass --allow-empty to accept it";
-                    master_record_error(m, m->dispatched, -1, -1, msg, strlen(msg));
-                }
-                break;
-            }
+            if (!master_next(m)) break;
             m->have_next = 1;
         }
         /* Reorder backpressure: the chunk at next_write is in flight; results
          * after it wait in the ring, bounded in count and in bytes. */
         if (m->next_d.index - m->next_write >= m->ring_cap || m->held_bytes > MAX_HELD) break;
+        if (m->next_kind == NEXT_JOURNALED) {
+            mpm_chunk_desc_t d = m->next_d;
+            master_drop_next(m);
+            master_reuse(m, &d, m->next_je);
+            progress = 1;
+            continue;
+        }
+        if (m->next_kind == NEXT_FAILED) {
+            m->have_next = 0;
+            master_chunk_failed(m, &m->next_d, m->next_err_offset, m->next_err,
+                                strlen(m->next_err), 1);
+            progress = 1;
+            continue;
+        }
         int dst = -1;
         for (int i = 0; i < e->size; i++) {
             int r = (m->rr + i) % e->size;
@@ -475,6 +847,45 @@ static int master_dispatch(master_t *m)
         progress = 1;
     }
     return progress;
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "a signal";
+    }
+}
+
+static int running_chunks(const master_t *m)
+{
+    int n = 0;
+    for (int r = 0; r < m->e->size; r++) n += m->inflight[r];
+    return n;
+}
+
+/* A rank was signalled: no new chunks, the ones not started are dropped. */
+static void master_interrupt(master_t *m, int sig, int rank)
+{
+    engine_t *e = m->e;
+    m->interrupted = sig;
+    m->interrupt_rank = rank;
+    m->stop = 1;
+    m->deadline = mpm__now() + e->cfg->grace;
+    m->nretry = 0;
+    mpm__pool_cancel(e->pool);
+    static const int one = 1;
+    if (master_reserve_sends(m, e->size) == 0)
+        for (int r = 1; r < e->size; r++)
+            master_isend(m, &one, sizeof one, r, TAG_CANCEL, NULL, -1);
+    char by[64] = "";
+    if (rank > 0) snprintf(by, sizeof by, " on rank %d", rank);
+    MPM_LOG(MPM_LOG_WARN,
+            "%s%s: stopping; chunks not started are dropped, running ones get up to %g s to "
+            "finish",
+            signal_name(sig), by, e->cfg->grace);
 }
 
 static int master_poll(master_t *m, double wait_s)
@@ -514,6 +925,21 @@ static int master_poll(master_t *m, double wait_s)
         master_result(m, st.MPI_SOURCE, buf, (size_t)count);
         progress = 1;
     }
+    for (;;) {
+        int flag = 0, sig = 0;
+        MPI_Status st;
+        mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, TAG_INTERRUPT, e->comm, &flag, &st), "MPI_Iprobe");
+        if (!flag) break;
+        mpi_check(MPI_Recv(&sig, 1, MPI_INT, st.MPI_SOURCE, TAG_INTERRUPT, e->comm,
+                           MPI_STATUS_IGNORE),
+                  "MPI_Recv");
+        if (!m->interrupted) master_interrupt(m, sig, st.MPI_SOURCE);
+        progress = 1;
+    }
+    if (!m->interrupted && mpm__sig_pending()) {
+        master_interrupt(m, mpm__sig_pending(), 0);
+        progress = 1;
+    }
     /* Free the buffers of chunk sends that completed. */
     for (int i = 0; i < m->nsends;) {
         int done = 0;
@@ -525,6 +951,11 @@ static int master_poll(master_t *m, double wait_s)
         } else {
             i++;
         }
+    }
+    if (e->journal) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        if (mpm__journal_sync(e->journal, 0, &err) < 0)
+            master_record_error(m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
     }
     return progress;
 }
@@ -547,6 +978,39 @@ static int merge_local(engine_t *e, mpm_err_t *err)
     return 0;
 }
 
+static int cmp_failure(const void *a, const void *b)
+{
+    const failure_t *x = a, *y = b;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* The end of a run with failed chunks: how many, which (sorted: the same for
+ * any -np/--threads; each reason was printed when its chunk failed), and
+ * what to do next. */
+static void master_report_failures(master_t *m, const char *kept)
+{
+    engine_t *e = m->e;
+    qsort(m->failures, m->nfail, sizeof *m->failures, cmp_failure);
+    uint64_t total = m->chunks_done + m->nfail;
+    char list[400] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < m->nfail && i < MAX_LISTED && used < sizeof list - 32; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%llu", i ? ", " : "",
+                                 (unsigned long long)m->failures[i].index);
+    if (m->nfail > MAX_LISTED) snprintf(list + used, sizeof list - used, ", ...");
+    MPM_LOG(MPM_LOG_ERROR, "%zu of %llu chunk%s failed (chunk%s %s)%s", m->nfail,
+            (unsigned long long)total, total == 1 ? "" : "s", m->nfail == 1 ? "" : "s", list,
+            e->journal || e->cfg->journal ? "; all are recorded in the journal" : "");
+    if (kept)
+        fprintf(stderr, "mpimap: the results of the %llu chunk%s that succeeded are in '%s'; '%s' "
+                        "was not touched\n",
+                (unsigned long long)m->chunks_done, m->chunks_done == 1 ? "" : "s", kept,
+                e->cfg->output);
+    if (e->cfg->journal)
+        fprintf(stderr, "mpimap: fix the inputs and run the same command with --resume: only the "
+                        "failed chunks are computed again\n");
+}
+
 static int run_master(engine_t *e, const int *windows, double t_start)
 {
     master_t m;
@@ -559,7 +1023,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     for (int r = 0; r < e->size; r++) slots += (uint64_t)windows[r];
     m.ring_cap = slots * 8 > 4096 ? slots * 8 : 4096;
     m.ring = calloc((size_t)m.ring_cap, sizeof *m.ring);
-    if (!m.inflight || !m.window || !m.ring) {
+    if (e->journal && e->k->partial_new) m.jpartial = e->k->partial_new(e->opts);
+    if (!m.inflight || !m.window || !m.ring || (e->journal && e->k->partial_new && !m.jpartial)) {
         MPM_LOG(MPM_LOG_ERROR, "out of memory");
         m.failed = 1;
         m.stop = 1;
@@ -580,8 +1045,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
     }
 
-    int idle = 0;
-    while (!(m.split_done || m.stop) || !all_idle(&m)) {
+    int idle = 0, abandoned = 0;
+    while (!(m.split_done || m.stop) || m.nretry || !all_idle(&m)) {
         int progress = master_dispatch(&m);
         double wait = 0;
         if (idle > SPIN_POLLS) {
@@ -590,24 +1055,46 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
         progress |= master_poll(&m, wait);
         idle = progress ? 0 : idle + 1;
+        if (m.stop && m.nretry && !m.interrupted && m.failed) m.nretry = 0;
+        if (m.interrupted && !all_idle(&m) && mpm__now() > m.deadline) {
+            abandoned = 1;
+            break;
+        }
         /* Hand the core to a pool thread sharing it (mpirun binds a rank to
          * one core): cheap when nobody else wants it. */
         if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
-    free(m.next_buf);
-    if (m.nsends) {
-        for (int i = 0; i < m.nsends; i++) {
-            mpi_check(MPI_Wait(&m.sends[i].req, MPI_STATUS_IGNORE), "MPI_Wait");
-            free(m.sends[i].buf);
+    if (m.have_next) master_drop_next(&m);
+    if (abandoned) {
+        /* Chunks still running after the grace period: nothing more can be
+         * saved; the journal holds everything that finished. */
+        MPM_LOG(MPM_LOG_ERROR,
+                "%d chunk%s still running after the %g s grace period: abandoned (they will be "
+                "computed again on --resume)",
+                running_chunks(&m), running_chunks(&m) == 1 ? "" : "s", e->cfg->grace);
+        mpm__out_abort(&m.out);
+        if (e->journal) {
+            mpm__journal_close(e->journal, &err);
+            e->journal = NULL;
         }
+        MPI_Abort(e->comm, MPM_EXIT_INTERRUPTED);
     }
+    for (int i = 0; i < m.nsends; i++) {
+        mpi_check(MPI_Wait(&m.sends[i].req, MPI_STATUS_IGNORE), "MPI_Wait");
+        free(m.sends[i].buf);
+        if (m.sends[i].release >= 0) mpm__split_release(m.split, m.sends[i].release);
+    }
+    m.nsends = 0;
 
     /* Stop the workers; gather their partials in rank order. */
-    int stop_status = m.failed ? 1 : 0;
+    int stop_status = m.failed ? STOP_FAILED : m.interrupted ? STOP_INTERRUPTED : STOP_OK;
     for (int r = 1; r < e->size; r++)
         mpi_check(MPI_Send(&stop_status, 1, MPI_INT, r, TAG_STOP, e->comm), "MPI_Send");
-    if (e->partials && !m.failed) {
+    if (e->partials && stop_status == STOP_OK) {
         if (merge_local(e, &err) < 0) master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
+        if (m.jpartial && !m.failed &&
+            e->k->merge(e->opts, e->partials[0], m.jpartial, &err) < 0)
+            master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
         for (int r = 1; r < e->size; r++) {
             MPI_Status st;
             int count = 0;
@@ -637,46 +1124,131 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             mpm_buf_free(&fin);
         }
     }
+    if (e->journal) {
+        if (mpm__journal_close(e->journal, &err) < 0)
+            master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
+        e->journal = NULL;
+    }
+    /* A signal after the loop still counts: its handler removed the
+     * temporary output. */
+    if (!m.interrupted && !m.failed && mpm__sig_pending()) m.interrupted = mpm__sig_pending();
+
     int rc = MPM_EXIT_OK;
-    if (!m.failed && m.split) {
-        if (mpm__out_commit(&m.out) < 0) {
-            MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
-            rc = MPM_EXIT_FAIL;
-        }
-    } else {
+    char *kept = NULL;
+    if (m.failed || !m.split) {
         if (m.err_msg[0]) master_report_error(&m);
         mpm__out_abort(&m.out);
         rc = MPM_EXIT_FAIL;
+    } else if (m.interrupted) {
+        mpm__out_abort(&m.out);
+        rc = MPM_EXIT_INTERRUPTED;
+        uint64_t fresh = m.chunks_done - m.reused;
+        if (e->cfg->journal)
+            MPM_LOG(MPM_LOG_WARN,
+                    "interrupted by %s: %llu chunk%s finished in this run (%llu taken from the "
+                    "journal before), %llu dropped; run the same command with --resume to "
+                    "finish (journal '%s')",
+                    signal_name(m.interrupted), (unsigned long long)fresh, fresh == 1 ? "" : "s",
+                    (unsigned long long)m.reused, (unsigned long long)m.cancelled,
+                    e->cfg->journal);
+        else
+            MPM_LOG(MPM_LOG_WARN,
+                    "interrupted by %s: no output written; without --journal the %llu finished "
+                    "chunk%s must be computed again",
+                    signal_name(m.interrupted), (unsigned long long)fresh, fresh == 1 ? "" : "s");
+    } else if (m.nfail) {
+        if (!m.chunks_done) {
+            mpm__out_abort(&m.out); /* nothing succeeded: nothing to keep */
+        } else if (e->cfg->output && strcmp(e->cfg->output, "-")) {
+            size_t n = strlen(e->cfg->output) + sizeof ".incomplete";
+            kept = malloc(n);
+            if (kept) snprintf(kept, n, "%s.incomplete", e->cfg->output);
+        }
+        if (m.chunks_done && mpm__out_commit_as(&m.out, kept) < 0) {
+            MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
+            free(kept);
+            kept = NULL;
+        }
+        master_report_failures(&m, kept);
+        rc = MPM_EXIT_FAIL;
+    } else if (mpm__out_commit(&m.out) < 0) {
+        MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
+        rc = mpm__sig_pending() ? MPM_EXIT_INTERRUPTED : MPM_EXIT_FAIL;
     }
+    free(kept);
     double el = mpm__now() - t_start;
     if (rc == MPM_EXIT_OK) {
         uint64_t bytes = m.split ? mpm__split_bytes(m.split) : 0;
+        char reused[64] = "";
+        if (m.reused) snprintf(reused, sizeof reused, " (%llu from the journal)", (unsigned long long)m.reused);
         MPM_LOG(MPM_LOG_INFO,
-                "%s: %llu chunks, %llu %s in %.3f s (%.1f MB/s), %d rank%s, chunk size %llu, %s I/O",
-                e->k->name, (unsigned long long)m.chunks_done, (unsigned long long)bytes,
+                "%s: %llu chunks%s, %llu %s in %.3f s (%.1f MB/s), %d rank%s, chunk size %llu, %s I/O",
+                e->k->name, (unsigned long long)m.chunks_done, reused, (unsigned long long)bytes,
                 e->in->n && e->in->v[0].kind == MPM_IN_RANGE ? "integers" : "bytes", el,
                 el > 0 ? (double)bytes / el / 1e6 : 0.0, e->size, e->size == 1 ? "" : "s",
                 (unsigned long long)e->chunk_size, e->io == MPM_IO_SHARED ? "shared" : "master");
     }
     for (uint64_t i = 0; m.ring && i < m.ring_cap; i++) free(m.ring[i].buf);
+    for (size_t i = 0; i < m.nfail; i++) free(m.failures[i].text);
+    free(m.failures);
+    free(m.retry);
     free(m.ring);
     free(m.sends);
     free(m.inflight);
     free(m.window);
+    if (m.jpartial) e->k->partial_free(m.jpartial);
     mpm__split_close(m.split);
     return rc;
 }
 
 /* ---- worker -------------------------------------------------------------- */
 
+typedef struct worker_s {
+    engine_t *e;
+    job_t **sends;
+    int nsends, cap_sends;
+    int cancelled; /* TAG_CANCEL came: chunks arriving now go back unstarted */
+} worker_t;
+
+/* Sends a finished (or cancelled) job's result to the master. */
+static void worker_send(worker_t *w, job_t *j)
+{
+    engine_t *e = w->e;
+    job_seal(j);
+    free(j->buf);
+    j->buf = NULL;
+    if (w->nsends == w->cap_sends) {
+        w->cap_sends = w->cap_sends ? 2 * w->cap_sends : 64;
+        job_t **p = realloc(w->sends, (size_t)w->cap_sends * sizeof *p);
+        if (!p) MPI_Abort(e->comm, MPM_EXIT_FAIL);
+        w->sends = p;
+    }
+    w->sends[w->nsends++] = j;
+    if (j->out.len > INT_MAX) {
+        j->status = ST_ENGINE;
+        j->part_len = 0;
+        j->out.len = RESULT_HDR;
+        mpm_buf_printf(&j->out, "the rows of chunk %llu exceed 2 GiB",
+                       (unsigned long long)j->d.index);
+        job_seal(j);
+    }
+    mpi_check(MPI_Isend(j->out.data, (int)j->out.len, MPI_BYTE, 0, TAG_RESULT, e->comm, &j->req),
+              "MPI_Isend");
+}
+
 static int run_worker(engine_t *e)
 {
-    int stopping = 0, stop_status = 0;
-    job_t **sends = NULL;
-    int nsends = 0, cap_sends = 0;
+    worker_t w = {.e = e};
+    int stopping = 0, stop_status = 0, told = 0;
     int idle = 0;
     for (;;) {
         int progress = 0;
+        if (!told && !stopping && mpm__sig_pending()) {
+            /* Tell the master, which decides for the whole run. */
+            int sig = mpm__sig_pending();
+            mpi_check(MPI_Send(&sig, 1, MPI_INT, 0, TAG_INTERRUPT, e->comm), "MPI_Send");
+            told = 1;
+        }
         while (!stopping) {
             int flag = 0;
             MPI_Status st;
@@ -689,6 +1261,14 @@ static int run_worker(engine_t *e)
                           "MPI_Recv");
                 stopping = 1;
                 break;
+            }
+            if (st.MPI_TAG == TAG_CANCEL) {
+                int dummy;
+                mpi_check(MPI_Recv(&dummy, 1, MPI_INT, 0, TAG_CANCEL, e->comm, MPI_STATUS_IGNORE),
+                          "MPI_Recv");
+                w.cancelled = 1;
+                mpm__pool_cancel(e->pool);
+                continue;
             }
             int count = 0;
             MPI_Get_count(&st, MPI_BYTE, &count);
@@ -720,7 +1300,12 @@ static int run_worker(engine_t *e)
                 MPM_LOG(MPM_LOG_ERROR, "out of memory");
                 MPI_Abort(e->comm, MPM_EXIT_FAIL);
             }
-            mpm__pool_submit(e->pool, &j->task);
+            if (w.cancelled) {
+                j->task.cancelled = 1;
+                worker_send(&w, j);
+            } else {
+                mpm__pool_submit(e->pool, &j->task);
+            }
         }
         double wait = 0;
         if (idle > SPIN_POLLS) {
@@ -730,47 +1315,27 @@ static int run_worker(engine_t *e)
         mpm_task_t *t = mpm__pool_take_done(e->pool, wait);
         while (t) {
             mpm_task_t *next = t->next;
-            job_t *j = (job_t *)t;
-            job_seal(j);
-            free(j->buf);
-            j->buf = NULL;
-            if (nsends == cap_sends) {
-                cap_sends = cap_sends ? 2 * cap_sends : 64;
-                job_t **p = realloc(sends, (size_t)cap_sends * sizeof *p);
-                if (!p) MPI_Abort(e->comm, MPM_EXIT_FAIL);
-                sends = p;
-            }
-            sends[nsends++] = j;
-            if (j->out.len > INT_MAX) {
-                j->status = -2;
-                j->out.len = RESULT_HDR;
-                mpm_buf_printf(&j->out, "the rows of chunk %llu exceed 2 GiB",
-                               (unsigned long long)j->d.index);
-                job_seal(j);
-            }
-            mpi_check(MPI_Isend(j->out.data, (int)j->out.len, MPI_BYTE, 0, TAG_RESULT, e->comm,
-                                &j->req),
-                      "MPI_Isend");
+            worker_send(&w, (job_t *)t);
             progress = 1;
             t = next;
         }
-        for (int i = 0; i < nsends;) {
+        for (int i = 0; i < w.nsends;) {
             int done = 0;
-            mpi_check(MPI_Test(&sends[i]->req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+            mpi_check(MPI_Test(&w.sends[i]->req, &done, MPI_STATUS_IGNORE), "MPI_Test");
             if (done) {
-                job_free(sends[i]);
-                sends[i] = sends[--nsends];
+                job_free(w.sends[i]);
+                w.sends[i] = w.sends[--w.nsends];
                 progress = 1;
             } else {
                 i++;
             }
         }
-        if (stopping && nsends == 0 && mpm__pool_pending(e->pool) == 0) break;
+        if (stopping && w.nsends == 0 && mpm__pool_pending(e->pool) == 0) break;
         idle = progress ? 0 : idle + 1;
         if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
-    free(sends);
-    if (stop_status == 0 && e->partials) {
+    free(w.sends);
+    if (stop_status == STOP_OK && e->partials) {
         mpm_err_t err = {.offset = -1, .msg = ""};
         mpm_buf_t b = {0};
         if (merge_local(e, &err) < 0 || e->k->serialize(e->opts, e->partials[0], &b) < 0 ||
@@ -810,12 +1375,14 @@ static int precheck(const mpm_config_t *cfg, const mpm_inputs_t *in)
                     cfg->output, i + 1, x->name);
             return MPM_EXIT_USAGE;
         }
+        /* An input that exists but cannot be read is a failed chunk of the
+         * run (reported with the others at the end), unless --fail-fast. */
         int fd = open(x->name, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
+        if (fd < 0 && cfg->fail_fast) {
             MPM_LOG(MPM_LOG_ERROR, "cannot open input '%s': %s", x->name, strerror(errno));
             return MPM_EXIT_FAIL;
         }
-        close(fd);
+        if (fd >= 0) close(fd);
         if (S_ISREG(st.st_mode) && st.st_size == 0 && !cfg->allow_empty) {
             MPM_LOG(MPM_LOG_ERROR, "input '%s' is empty (0 bytes); pass --allow-empty to accept it",
                     x->name);
@@ -853,6 +1420,138 @@ static int precheck(const mpm_config_t *cfg, const mpm_inputs_t *in)
         free(d);
     }
     return MPM_EXIT_OK;
+}
+
+/* Appends `s` to b with control bytes and backslashes made visible, so that a
+ * fingerprint line stays one line. */
+static int fp_quote(mpm_buf_t *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int r = c < 0x20 || c == 0x7f || c == '\\' ? mpm_buf_printf(b, "\\x%02x", c)
+                                                    : mpm_buf_append(b, &s[i], 1);
+        if (r) return -1;
+    }
+    return 0;
+}
+
+/* The run's fingerprint for the journal: what makes results differ. */
+static int fingerprint(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
+                       const mpm_inputs_t *in, uint64_t chunk_size, mpm_buf_t *global,
+                       char ***lines)
+{
+    static const char *const fmts[] = {"text", "tsv", "json"};
+    int bad = mpm_buf_printf(global, "kernel %s\nkernel-abi %u\nchunk-size %llu\nrecords %s\nformat %s\n",
+                             k->name, k->abi, (unsigned long long)chunk_size,
+                             k->records == MPM_REC_LINES ? "lines" : "words",
+                             fmts[cfg->format >= 0 && cfg->format <= 2 ? cfg->format : 0]) < 0;
+    for (const mpm_option_t *o = k->options; o && o->name && !bad; o++) {
+        const char *f = (const char *)opts + o->offset;
+        bad = mpm_buf_printf(global, "option %s=", o->name) < 0;
+        if (bad) break;
+        switch (o->type) {
+        case MPM_OPT_FLAG:
+        case MPM_OPT_CHOICE: {
+            int v;
+            memcpy(&v, f, sizeof v);
+            bad = mpm_buf_printf(global, "%d", v) < 0;
+            break;
+        }
+        case MPM_OPT_INT: {
+            long long v;
+            memcpy(&v, f, sizeof v);
+            bad = mpm_buf_printf(global, "%lld", v) < 0;
+            break;
+        }
+        case MPM_OPT_SIZE: {
+            uint64_t v;
+            memcpy(&v, f, sizeof v);
+            bad = mpm_buf_printf(global, "%llu", (unsigned long long)v) < 0;
+            break;
+        }
+        case MPM_OPT_DOUBLE: {
+            double v;
+            memcpy(&v, f, sizeof v);
+            bad = mpm_buf_printf(global, "%.17g", v) < 0;
+            break;
+        }
+        default: {
+            const char *v;
+            memcpy(&v, f, sizeof v);
+            bad = v ? (mpm_buf_append(global, "\"", 1) || fp_quote(global, v, strlen(v)) ||
+                       mpm_buf_append(global, "\"", 1))
+                    : mpm_buf_printf(global, "(none)") < 0;
+        }
+        }
+        if (!bad) bad = mpm_buf_append(global, "\n", 1);
+    }
+    if (!bad) bad = mpm_buf_printf(global, "inputs %d\n", in->n) < 0;
+    *lines = calloc((size_t)(in->n ? in->n : 1), sizeof **lines);
+    if (!*lines) return -1;
+    for (int i = 0; i < in->n && !bad; i++) {
+        const mpm_input_t *x = &in->v[i];
+        mpm_buf_t b = {0};
+        struct stat st;
+        if (x->kind == MPM_IN_FILE) {
+            memset(&st, 0, sizeof st);
+            stat(x->name, &st);
+            bad = mpm_buf_printf(&b, "file ") < 0 || fp_quote(&b, x->name, strlen(x->name)) ||
+                  mpm_buf_printf(&b, " size %lld mtime %lld.%09ld", (long long)st.st_size,
+                                 (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec) < 0;
+        } else if (x->kind == MPM_IN_MEMORY) {
+            bad = mpm_buf_printf(&b, "memory ") < 0 || fp_quote(&b, x->name, strlen(x->name)) ||
+                  mpm_buf_printf(&b, " bytes %zu xxh64 %016llx", x->len,
+                                 (unsigned long long)XXH64(x->data, x->len, 0)) < 0;
+        } else if (x->kind == MPM_IN_RANGE) {
+            bad = mpm_buf_printf(&b, "range %llu %llu", (unsigned long long)x->lo,
+                                 (unsigned long long)x->hi) < 0;
+        } else {
+            bad = mpm_buf_printf(&b, "stdin") < 0;
+        }
+        if (!bad) bad = mpm_buf_append(&b, "", 1); /* NUL */
+        (*lines)[i] = b.data;
+    }
+    if (!bad) bad = mpm_buf_append(global, "", 1) != 0;
+    return bad ? -1 : 0;
+}
+
+/* Rank 0: opens (or resumes) the journal. Returns an exit code. */
+static int open_journal(engine_t *e)
+{
+    mpm_buf_t global = {0};
+    char **lines = NULL;
+    const char **names = calloc((size_t)(e->in->n ? e->in->n : 1), sizeof *names);
+    int rc = MPM_EXIT_OK;
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    if (!names || fingerprint(e->cfg, e->k, e->opts, e->in, e->chunk_size, &global, &lines) < 0) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory");
+        rc = MPM_EXIT_FAIL;
+    } else {
+        for (int i = 0; i < e->in->n; i++) names[i] = e->in->v[i].name;
+        int r = mpm__journal_open(&e->journal, e->cfg->journal, e->cfg->resume, global.data, lines,
+                                  names, e->in->n, JOURNAL_SYNC_S, &err);
+        if (r < 0) {
+            MPM_LOG(MPM_LOG_ERROR, "%s", err.msg);
+            rc = r == -2 ? MPM_EXIT_USAGE : MPM_EXIT_FAIL;
+        } else {
+            const mpm_journal_stats_t *st = mpm__journal_stats(e->journal);
+            if (st->torn_bytes)
+                MPM_LOG(MPM_LOG_WARN,
+                        "journal '%s': ignored an incomplete last record (%llu bytes at byte "
+                        "%llu, from a run that was killed); its chunk is computed again",
+                        e->cfg->journal, (unsigned long long)st->torn_bytes,
+                        (unsigned long long)st->torn_at);
+            if (e->cfg->resume)
+                MPM_LOG(MPM_LOG_INFO, "journal '%s': %s; %llu finished and %llu failed chunks recorded",
+                        e->cfg->journal, st->created ? "created (nothing to resume)" : "resumed",
+                        (unsigned long long)st->done, (unsigned long long)st->failed);
+        }
+    }
+    for (int i = 0; lines && i < e->in->n; i++) free(lines[i]);
+    free(lines);
+    free(names);
+    mpm_buf_free(&global);
+    return rc;
 }
 
 /* Decides --io auto: shared when every rank sees every file input with the
@@ -953,9 +1652,16 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     e.chunk_size = cfg->chunk_size ? cfg->chunk_size : k->default_chunk_size;
     if (!e.chunk_size) e.chunk_size = 1 << 20;
 
+    e.chunk_partials = cfg->journal && k->partial_new;
+    mpm__sig_run_begin();
     int rc = e.rank == 0 ? precheck(cfg, inputs) : 0;
+    if (rc == 0 && e.rank == 0 && cfg->journal) rc = open_journal(&e);
     mpi_check(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
-    if (rc) return rc;
+    if (rc) {
+        if (e.journal) mpm__journal_close(e.journal, &(mpm_err_t){.offset = -1});
+        mpm__sig_run_end();
+        return rc;
+    }
 
     int io = resolve_io(&e);
     int ok = io >= 0, all_ok = 0;
@@ -963,6 +1669,8 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     if (!all_ok) {
         if (e.rank == 0 && ok)
             MPM_LOG(MPM_LOG_ERROR, "--io shared: some ranks cannot read the inputs (see above)");
+        if (e.journal) mpm__journal_close(e.journal, &(mpm_err_t){.offset = -1});
+        mpm__sig_run_end();
         return MPM_EXIT_FAIL;
     }
     e.io = io;
@@ -1060,6 +1768,8 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     }
     if (e.pl.cpusets) mpm__topo_free(&e.pl);
     if (topo_ok) hwloc_topology_destroy(e.topo);
+    if (e.journal) mpm__journal_close(e.journal, &(mpm_err_t){.offset = -1});
     mpi_check(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
+    mpm__sig_run_end();
     return rc;
 }

@@ -6,52 +6,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/*
- * A run killed by a signal must not leave its temporary file behind. Until
- * issue-level signal handling (drain and journal) exists, SIGTERM, SIGINT,
- * SIGHUP, SIGQUIT, SIGUSR1/2 and SIGBUS (an input file truncated while rank 0
- * has it mapped) unlink the temporary file and then die of
- * the same signal. The handler only calls async-signal-safe functions.
- */
-static char pending_tmp[4096];
-static volatile sig_atomic_t have_tmp;
-static const int cleanup_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGBUS};
-static struct sigaction saved[sizeof cleanup_signals / sizeof cleanup_signals[0]];
+#include "signals.h"
 
-static void on_signal(int sig)
-{
-    if (have_tmp) unlink(pending_tmp);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void guard_tmp(const char *tmp)
-{
-    if (strlen(tmp) >= sizeof pending_tmp) return;
-    memcpy(pending_tmp, tmp, strlen(tmp) + 1);
-    have_tmp = 1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof cleanup_signals / sizeof cleanup_signals[0]; i++)
-        sigaction(cleanup_signals[i], &sa, &saved[i]);
-}
-
-static void unguard_tmp(void)
-{
-    if (!have_tmp) return;
-    for (size_t i = 0; i < sizeof cleanup_signals / sizeof cleanup_signals[0]; i++)
-        sigaction(cleanup_signals[i], &saved[i], NULL);
-    have_tmp = 0;
-}
+/* Signals: while the temporary file exists, signals.c removes it when the
+ * process is signalled (see signals.h). */
 
 static int write_all(mpm_out_t *o, const char *p, size_t n)
 {
@@ -104,7 +68,7 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
         o->tmp = NULL;
         return -1;
     }
-    guard_tmp(o->tmp);
+    mpm__sig_guard_tmp(o->tmp);
     /* mkstemp creates 0600; a finished output gets the usual 0666 & ~umask. */
     mode_t um = umask(0);
     umask(um);
@@ -157,8 +121,11 @@ int mpm__out_rows(mpm_out_t *o, const char *data, size_t len)
     return write_all(o, s->data, s->len);
 }
 
-int mpm__out_commit(mpm_out_t *o)
+int mpm__out_commit(mpm_out_t *o) { return mpm__out_commit_as(o, NULL); }
+
+int mpm__out_commit_as(mpm_out_t *o, const char *final)
 {
+    if (!final) final = o->path;
     int rc = 0;
     if (!o->failed && start(o) == 0 && o->fmt == MPM_FMT_JSON)
         rc = write_all(o, o->rows ? "\n]\n" : "]\n", o->rows ? 3 : 2);
@@ -173,13 +140,14 @@ int mpm__out_commit(mpm_out_t *o)
             rc = -1;
         }
         o->fd = -1;
-        if (rc == 0 && rename(o->tmp, o->path) < 0) {
-            snprintf(o->err, sizeof o->err, "cannot rename '%s' to '%s': %s", o->tmp, o->path,
+        /* From here on the file is complete: a signal no longer removes it. */
+        mpm__sig_guard_tmp(NULL);
+        if (rc == 0 && rename(o->tmp, final) < 0) {
+            snprintf(o->err, sizeof o->err, "cannot rename '%s' to '%s': %s", o->tmp, final,
                      strerror(errno));
             rc = -1;
         }
         if (rc) unlink(o->tmp);
-        unguard_tmp();
         free(o->tmp);
         o->tmp = NULL;
     }
@@ -191,8 +159,8 @@ void mpm__out_abort(mpm_out_t *o)
 {
     if (o->path && o->tmp) {
         if (o->fd >= 0) close(o->fd);
+        mpm__sig_guard_tmp(NULL);
         unlink(o->tmp);
-        unguard_tmp();
     }
     free(o->tmp);
     o->tmp = NULL;

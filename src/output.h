@@ -41,6 +41,10 @@ int mpm__out_rows(mpm_out_t *o, const char *data, size_t len);
 /* Finishes the framing, flushes, fsyncs and renames into place. 0 or -1. */
 int mpm__out_commit(mpm_out_t *o);
 
+/* The same, renaming to `final` instead of the path given to open (NULL: that
+ * path). Used to keep the rows of a run with failed chunks under another name. */
+int mpm__out_commit_as(mpm_out_t *o, const char *final);
+
 /* Removes the temporary file (if any) and frees everything. */
 void mpm__out_abort(mpm_out_t *o);
 

@@ -25,6 +25,7 @@ struct mpm_splitter_s {
     uint64_t total; /* bytes consumed */
 
     int cur;      /* current input, -1 before the first */
+    int cur_failed; /* the current input failed: skip the rest of it */
     int fd;       /* open file of the current input, or -1 */
     int eof;      /* read mode: no more bytes from fd */
     uint64_t pos; /* offset in the current input of the next chunk */
@@ -374,6 +375,20 @@ int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_
     return r;
 }
 
+/* The current input failed: the failure takes a chunk index, and the rest of
+ * the input is skipped. */
+static int fail_input(mpm_splitter_t *s, mpm_chunk_desc_t *d)
+{
+    memset(d, 0, sizeof *d);
+    d->index = s->index++;
+    d->input = s->cur;
+    d->offset = s->pos;
+    close_input(s);
+    s->carry_len = 0;
+    s->cur_failed = 1;
+    return -1;
+}
+
 int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, const char **data,
                         mpm_err_t *err)
 {
@@ -382,7 +397,7 @@ int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, cons
     *data = NULL;
     for (;;) {
         if (s->cur >= s->n) return 0;
-        if (s->cur >= 0) {
+        if (s->cur >= 0 && !s->cur_failed) {
             const mpm_input_t *in = &s->in[s->cur];
             int r;
             switch (in->kind) {
@@ -402,7 +417,7 @@ int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, cons
                 r = next_read(s, d, buf, err);
                 break;
             }
-            if (r < 0) return -1;
+            if (r < 0) return fail_input(s, d);
             if (r > 0) {
                 if (*buf && !*data) *data = *buf + s->headroom;
                 d->index = s->index++;
@@ -412,7 +427,8 @@ int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, cons
             }
             close_input(s);
         }
+        s->cur_failed = 0;
         if (++s->cur >= s->n) return 0;
-        if (open_input(s, err) < 0) return -1;
+        if (open_input(s, err) < 0) return fail_input(s, d);
     }
 }

@@ -38,6 +38,8 @@ typedef struct mpm_chunk_desc_s {
     int32_t has_data; /* MPM_DATA_* */
     uint64_t offset, len;
     uint64_t lo, hi;
+    uint32_t attempt; /* earlier attempts at this chunk (the engine's retries) */
+    uint32_t reserved;
 } mpm_chunk_desc_t;
 
 typedef struct mpm_splitter_s mpm_splitter_t;
@@ -61,7 +63,10 @@ int mpm__split_open(mpm_splitter_t **s, const mpm_input_t *in, int n, uint64_t c
 
 /* Returns 1 with the next chunk in *d and, when d->has_data, a malloc'd buffer
  * in *buf holding headroom bytes then the d->len data bytes; 0 at the end;
- * -1 on a read error (err->msg names the input). */
+ * -1 when the current input cannot be opened or read (err->msg names it):
+ * then *d names the failure (a chunk index is used up for it; input, and
+ * offset = where its unread part starts) and the next call goes on with the
+ * next input. */
 int mpm__split_next(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_t *err);
 
 /* The same without the copy: *data points at the chunk's bytes, either in

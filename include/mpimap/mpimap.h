@@ -28,7 +28,9 @@ extern "C" {
 enum {
     MPM_EXIT_OK = 0,    /* success */
     MPM_EXIT_FAIL = 1,  /* failure in the data or the run */
-    MPM_EXIT_USAGE = 2  /* usage error: nothing was run */
+    MPM_EXIT_USAGE = 2,  /* usage error: nothing was run */
+    MPM_EXIT_INTERRUPTED = 3 /* stopped by SIGTERM/SIGINT/SIGUSR1 after draining:
+                                resumable with --journal ... --resume */
 };
 
 /* Error codes, libuv style: functions return 0 or one of these (negative). */
@@ -64,6 +66,11 @@ typedef struct mpm_config_s {
     int verbose;
     int quiet;
     int allow_empty; /* accept empty input files */
+    const char *journal; /* --journal PATH: record finished chunks (NULL: none) */
+    int resume;          /* --resume: reuse the journal's finished chunks */
+    double grace;        /* --grace SECONDS: drain time after a signal (default 20) */
+    long long retries;   /* --retries N: extra attempts for a failed chunk (default 0) */
+    int fail_fast;       /* --fail-fast: stop the run at the first failed chunk */
 } mpm_config_t;
 
 void mpm_config_init(mpm_config_t *cfg);

@@ -6,11 +6,17 @@
  *   count  reduced: "lines<TAB>bytes<TAB>words" over all chunks
  *   noop   reduced: "bytes" only; map touches nothing (engine overhead)
  *   sleep  each line is a number of microseconds to sleep, then echoed
- * --fail-on TEXT makes map fail on a line equal to TEXT (error paths).
- * Thread safety: map() only touches its partial.
+ * --fail-on TEXT makes map fail on a line equal to TEXT (error paths);
+ * --flaky FILE makes a chunk holding the line "FLAKY" fail until FILE exists,
+ * creating FILE when it fails (so the next attempt succeeds: --retries).
+ * A failing map() leaves its partial untouched (the kernel contract).
+ * Thread safety: map() only touches its partial (and --flaky's file).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -22,6 +28,7 @@ enum { T_ECHO, T_COUNT, T_NOOP, T_SLEEP };
 typedef struct test_opts_s {
     int mode;
     const char *fail_on;
+    const char *flaky;
 } test_opts_t;
 
 static const mpm_option_t test_options[] = {
@@ -29,6 +36,9 @@ static const mpm_option_t test_options[] = {
      "echo|count|noop|sleep (default echo)", 0, -1, "echo|count|noop|sleep"},
     {"fail-on", 0, MPM_OPT_STRING, offsetof(test_opts_t, fail_on), "TEXT",
      "fail the chunk holding a line equal to TEXT", 0, -1, NULL},
+    {"flaky", 0, MPM_OPT_STRING, offsetof(test_opts_t, flaky), "FILE",
+     "fail the chunk holding the line FLAKY while FILE does not exist, and create FILE", 0, -1,
+     NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
 
 static void test_init(void *o) { memset(o, 0, sizeof(test_opts_t)); }
@@ -73,9 +83,12 @@ static int test_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t
                     mpm_buf_t *out, mpm_err_t *err)
 {
     const test_opts_t *o = op;
-    test_partial_t *t = pp;
+    test_partial_t *total = pp, acc = {0, 0, 0}, *t = &acc;
     t->bytes += c->len;
-    if (o->mode == T_NOOP) return 0;
+    if (o->mode == T_NOOP) {
+        total->bytes += c->len;
+        return 0;
+    }
     size_t flen = o->fail_on ? strlen(o->fail_on) : 0;
     const char *p = c->data, *end = c->data + c->len;
     while (p < end) {
@@ -84,6 +97,16 @@ static int test_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t
         size_t n = (size_t)(le - p);
         if (o->fail_on && n == flen && memcmp(p, o->fail_on, n) == 0)
             return mpm_err_set(err, p - c->data, "found the line '%s' (--fail-on)", o->fail_on);
+        if (o->flaky && n == 5 && memcmp(p, "FLAKY", 5) == 0) {
+            int fd = open(o->flaky, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                close(fd);
+                return mpm_err_set(err, p - c->data, "flaky line: failing once (--flaky)");
+            }
+            if (errno != EEXIST)
+                return mpm_err_set(err, p - c->data, "--flaky: cannot create '%s': %s", o->flaky,
+                                   strerror(errno));
+        }
         t->lines++;
         if (o->mode == T_COUNT) {
             int in_word = 0;
@@ -109,6 +132,9 @@ static int test_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t
         }
         p = le + 1;
     }
+    total->lines += acc.lines;
+    total->bytes += acc.bytes;
+    total->words += acc.words;
     return 0;
 }
 

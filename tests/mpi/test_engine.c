@@ -1073,8 +1073,8 @@ static void test_lowest_error(void)
         new_out(out, sizeof out, "txt");
         capture_t cap;
         capture_begin(&cap);
-        int rc = RUN("-q", "-c", "10", "-t", threads[t], "-o", out, "test", "-m", "sleep",
-                     "--fail-on", "BOOM", in[IN_BOOM2].path);
+        int rc = RUN("-q", "--fail-fast", "-c", "10", "-t", threads[t], "-o", out, "test", "-m",
+                     "sleep", "--fail-on", "BOOM", in[IN_BOOM2].path);
         char *err = capture_end(&cap);
         CU_ASSERT_EQUAL(rc, 1);
         int ok = 0;
@@ -1089,6 +1089,110 @@ static void test_lowest_error(void)
         free(err);
         agree(ok);
     }
+}
+
+/* Without --fail-fast a failed chunk is reported and the run goes on: exit 1,
+ * -o left alone, the other chunks' rows in PATH.incomplete, a sorted summary;
+ * --retries runs a chunk again; a chunk that fails once then succeeds. */
+static void test_failures_go_on(void)
+{
+    /* boom2 with -c 1: one line per chunk, lines 2 and 60 fail. */
+    sbuf_t want = {0};
+    const char *p = in[IN_BOOM2].data, *end = p + in[IN_BOOM2].len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)(nl - p) + 1;
+        if (n != 5 || memcmp(p, "BOOM\n", 5)) sb_add(&want, p, n);
+        p += n;
+    }
+    static const char *const retries[] = {"0", "2"};
+    for (int r = 0; r < 2; r++) {
+        char out[512], inc[600], cnt[512], cinc[600];
+        new_out(out, sizeof out, "txt");
+        new_out(cnt, sizeof cnt, "txt");
+        snprintf(inc, sizeof inc, "%s.incomplete", out);
+        snprintf(cinc, sizeof cinc, "%s.incomplete", cnt);
+        capture_t cap;
+        capture_begin(&cap);
+        int rc = RUN("-c", "1", "-t", "2", "--retries", retries[r], "-o", out, "test", "--fail-on",
+                     "BOOM", in[IN_BOOM2].path);
+        int rc2 = RUN("-c", "1", "-t", "2", "--retries", retries[r], "-o", cnt, "test", "-m",
+                      "count", "--fail-on", "BOOM", in[IN_BOOM2].path);
+        char *err = capture_end(&cap);
+        CU_ASSERT_EQUAL(rc, 1);
+        CU_ASSERT_EQUAL(rc2, 1);
+        int ok = 0;
+        if (rank == 0) {
+            char w2[600], w60[600];
+            snprintf(w2, sizeof w2, "%s:2: found the line 'BOOM'", in[IN_BOOM2].path);
+            snprintf(w60, sizeof w60, "%s:60: found the line 'BOOM'", in[IN_BOOM2].path);
+            ok = !file_exists(out) && !file_exists(cnt) && leftovers() == 0 &&
+                 strstr(err, "2 of 80 chunks failed (chunks 1, 59)") && strstr(err, w2) &&
+                 strstr(err, w60);
+            if (r == 1)
+                ok = ok && strstr(err, "attempt 1 of 3): trying again") &&
+                     strstr(err, "(after 3 attempts)");
+            if (!ok) fprintf(stderr, "\n  failures go on, --retries %s: stderr '%s'\n", retries[r], err);
+            ok = ok && check_out(inc, want.p, want.n, "failures go on: .incomplete");
+            /* The reduced result leaves out exactly the two failed chunks. */
+            size_t cl = 0;
+            char *c = read_file(cinc, &cl);
+            if (!c || cl < 3 || memcmp(c, "78\t", 3)) {
+                fprintf(stderr, "\n  failures go on: count '%s'\n", c ? c : "(missing)");
+                ok = 0;
+            }
+            free(c);
+            unlink(inc);
+            unlink(cinc);
+        }
+        free(err);
+        agree(ok);
+    }
+    sb_free(&want);
+
+    /* A chunk that fails once: with --retries 1 the run succeeds. */
+    static const char flaky[] = "0\nFLAKY\n0\n";
+    char fin[512], flag[512], out[512];
+    path_of(fin, sizeof fin, "flaky.txt");
+    path_of(flag, sizeof flag, "flaky.flag");
+    if (rank == 0) {
+        write_file("flaky.txt", flaky, sizeof flaky - 1);
+        unlink(flag);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    new_out(out, sizeof out, "txt");
+    capture_t cap;
+    capture_begin(&cap);
+    int rc = RUN("-c", "1", "--retries", "1", "-o", out, "test", "--flaky", flag, fin);
+    char *err = capture_end(&cap);
+    CU_ASSERT_EQUAL(rc, 0);
+    int ok = 1;
+    if (rank == 0) {
+        ok = strstr(err, "flaky line: failing once (--flaky) (chunk 1, attempt 1 of 2): trying again") !=
+             NULL;
+        if (!ok) fprintf(stderr, "\n  flaky: stderr '%s'\n", err);
+        ok = ok && check_out(out, flaky, sizeof flaky - 1, "flaky chunk retried");
+        unlink(flag);
+    }
+    free(err);
+    agree(ok);
+    /* Without retries the same chunk fails the run. */
+    MPI_Barrier(MPI_COMM_WORLD);
+    new_out(out, sizeof out, "txt");
+    capture_begin(&cap);
+    rc = RUN("-c", "1", "-o", out, "test", "--flaky", flag, fin);
+    err = capture_end(&cap);
+    CU_ASSERT_EQUAL(rc, 1);
+    if (rank == 0) {
+        char inc[600];
+        snprintf(inc, sizeof inc, "%s.incomplete", out);
+        ok = !file_exists(out) && check_out(inc, "0\n0\n", 4, "flaky without retries") &&
+             strstr(err, "1 of 3 chunks failed (chunk 1)") != NULL;
+        unlink(inc);
+        unlink(flag);
+    }
+    free(err);
+    agree(ok);
 }
 
 /* A slow first chunk with more chunks behind it than the reorder ring holds. */
@@ -1411,6 +1515,7 @@ int main(int argc, char **argv)
         {"empty, missing and unwritable", test_bad_inputs},
         {"window and binding options", test_window_bind},
         {"lowest failing chunk is reported", test_lowest_error},
+        {"failed chunks: the run goes on, retries", test_failures_go_on},
         {"slow first chunk, more chunks than the ring", test_slow_first_chunk},
         {"standard input", test_stdin},
         {"many inputs, relative paths", test_many_inputs},
