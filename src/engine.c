@@ -398,18 +398,14 @@ static uint64_t line_of(const char *path, uint64_t off)
 }
 
 /* Where an error is: "FILE:LINE: ", "FILE: byte N: ", "arguments, item N: ",
- * "standard input: byte N: ", "FILE: " or "" (range inputs carry the numbers
- * in their message). `lines`: 0 to skip counting lines (many failures). */
+ * "standard input: byte N: ", or "" (no offset: the message names the input;
+ * range inputs carry the numbers in their message). `lines`: 0 to skip counting lines (many failures). */
 static void where(const engine_t *e, int input, int64_t off, int lines, char *dst, size_t n)
 {
     dst[0] = 0;
     const mpm_input_t *in = input >= 0 && input < e->in->n ? &e->in->v[input] : NULL;
     if (!in) return;
-    if (off < 0) {
-        if (in->kind == MPM_IN_FILE || in->kind == MPM_IN_STDIN)
-            snprintf(dst, n, "%s: ", in->kind == MPM_IN_STDIN ? "standard input" : in->name);
-        return;
-    }
+    if (off < 0) return; /* such messages name their input themselves */
     if (in->kind == MPM_IN_FILE) {
         uint64_t line = lines ? line_of(in->name, (uint64_t)off) : 0;
         if (line)

@@ -4,7 +4,9 @@
 #include "output.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,38 @@
 
 /* Signals: while the temporary file exists, signals.c removes it when the
  * process is signalled (see signals.h). */
+
+/*
+ * Temporary files are named DIR/.NAME.mpimap-HOST-PID-XXXXXX. A run killed
+ * with SIGKILL (or a lost node) cannot remove its own; the next run writing
+ * NAME removes those made on this host by a process that no longer exists.
+ */
+static void remove_stale(const char *dir, const char *base, const char *host)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t pl = strlen(base) + 9; /* "." base ".mpimap-" */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        if (len < pl + 9 || n[0] != '.' || strncmp(n + 1, base, strlen(base)) ||
+            strncmp(n + 1 + strlen(base), ".mpimap-", 8) || n[len - 7] != '-')
+            continue;
+        /* HOST-PID between the prefix and "-XXXXXX" */
+        const char *hp = n + pl, *end = n + len - 7, *dash = end;
+        while (dash > hp && dash[-1] != '-') dash--;
+        if (dash <= hp + 1 || (size_t)(dash - 1 - hp) != strlen(host) ||
+            strncmp(hp, host, strlen(host)))
+            continue;
+        char *stop = NULL;
+        long pid = strtol(dash, &stop, 10);
+        if (stop != end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH)) continue;
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, n) < sizeof path) unlink(path);
+    }
+    closedir(d);
+}
 
 static int write_all(mpm_out_t *o, const char *p, size_t n)
 {
@@ -50,7 +84,12 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
         snprintf(o->err, sizeof o->err, "out of memory");
         return -1;
     }
-    size_t n = strlen(path) + 32;
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    for (char *h = host; *h; h++)
+        if (*h == '/') *h = '_';
+    size_t n = strlen(path) + strlen(host) + 64;
     o->tmp = malloc(n);
     if (!o->tmp) {
         free(d);
@@ -58,7 +97,9 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
         snprintf(o->err, sizeof o->err, "out of memory");
         return -1;
     }
-    snprintf(o->tmp, n, "%s/.%s.mpimap-XXXXXX", dirname(d), basename(b));
+    const char *dn = dirname(d), *bn = basename(b);
+    remove_stale(dn, bn, host);
+    snprintf(o->tmp, n, "%s/.%s.mpimap-%s-%ld-XXXXXX", dn, bn, host, (long)getpid());
     free(d);
     free(b);
     o->fd = mkstemp(o->tmp);
