@@ -2,7 +2,7 @@
 # scripts/bench.sh - side-by-side measurements, every pair taken in the same
 # run and alternated (timings on a shared machine drift), best of REPS.
 #
-#   scripts/bench.sh [--quick] [all|scaling|wordcount|fib|overhead]...
+#   scripts/bench.sh [--quick] [all|scaling|wordcount|fib|overhead|journal]...
 #
 # scaling   primes and wordcount: (1 rank, 1 thread) vs (1 rank, 2 threads)
 #           vs (2 ranks, 1 thread each); speedup over 1x1
@@ -11,6 +11,9 @@
 # fib       fib 30 35 40 (45) vs the seed's multiprocessing.Pool.map program
 # overhead  the `test --mode noop` kernel over 1 GiB in 64 KiB chunks with
 #           --io master on 2 ranks vs plain MPI point-to-point bandwidth
+# journal   the cost of --journal: wordcount (reduced: per-chunk partials are
+#           journaled) and test --mode echo (ordered rows) with and without
+#           it, and a --resume that finds every chunk in the journal
 #
 # Results are printed as Markdown and saved to build-bench/bench-results.md.
 # Environment: REPS (default 3), BENCH_DIR (data, default data/bench).
@@ -21,7 +24,7 @@ WHAT=()
 for a in "$@"; do
     case "$a" in
     --quick) QUICK=1 ;;
-    all | scaling | wordcount | fib | overhead) WHAT+=("$a") ;;
+    all | scaling | wordcount | fib | overhead | journal) WHAT+=("$a") ;;
     -h | --help)
         sed -n '2,17p' "$0"
         exit 0
@@ -232,6 +235,32 @@ if want overhead; then
     done
     say ""
     say "The engine also reads the file (page cache) on rank 0 and computes half the chunks there."
+    say ""
+fi
+
+if want journal; then
+    SIZE=1G
+    [ "$QUICK" = 1 ] && SIZE=128M
+    F=$(corpus $SIZE)
+    BYTES=$(stat -c %s "$F")
+    J="$DATA/bench.journal"
+    say "## Cost of --journal on $SIZE, mpirun -np 2 (journal on the same disk as the data)"
+    say ""
+    alternate \
+        wc "${MPIRUN[@]}" -np 2 "$B/mpimap" wordcount --top 10 "$F" -- \
+        wcj bash -c 'rm -f "$1"; shift; "$@"' _ "$J" "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" wordcount --top 10 "$F" -- \
+        wcr "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" --resume wordcount --top 10 "$F"
+    WCJ=$(du -m "$J" | cut -f1)
+    alternate \
+        echo "${MPIRUN[@]}" -np 2 "$B/mpimap" -o "$DATA/echo.out" test "$F" -- \
+        echoj bash -c 'rm -f "$1"; shift; "$@"' _ "$J" "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" -o "$DATA/echo.out" test "$F" -- \
+        echor "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" --resume -o "$DATA/echo.out" test "$F"
+    ECJ=$(du -m "$J" | cut -f1)
+    rm -f "$J" "$DATA/echo.out"
+    say "| workload | no journal | --journal (fresh) | overhead | --resume, all chunks journaled | journal size |"
+    say "| --- | --- | --- | --- | --- | --- |"
+    say "| wordcount --top 10 (reduced) | ${BEST[wc]} s | ${BEST[wcj]} s | $(ratio "${BEST[wcj]}" "${BEST[wc]}") | ${BEST[wcr]} s | $WCJ MiB |"
+    say "| test --mode echo -o FILE (ordered) | ${BEST[echo]} s | ${BEST[echoj]} s | $(ratio "${BEST[echoj]}" "${BEST[echo]}") | ${BEST[echor]} s | $ECJ MiB |"
     say ""
 fi
 

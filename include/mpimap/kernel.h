@@ -17,13 +17,21 @@
  *   - map() runs on pool threads, concurrently with other map() calls on the
  *     same kernel and options, each with its own `partial`. It must not touch
  *     global mutable state and must never call MPI.
- *   - every other function runs on a rank's main thread.
+ *   - every other function runs on a rank's main thread, except that in
+ *     journaled runs (--journal) each chunk is mapped into its own fresh
+ *     partial, which the pool thread then serialises and merges into its
+ *     thread's partial: partial_new, serialize, merge and partial_free must
+ *     therefore also be safe on pool threads, touching only their arguments.
  *   - `opts` is read-only after check() returns.
  *
  * Error contract: functions return 0 on success and a negative value on
  * failure after filling the mpm_err_t they were given (mpm_err_set). An error
  * from map() carries the byte offset inside the chunk where the bad record
  * starts; the engine turns it into "FILE:LINE" or "FILE: byte N".
+ * A failed chunk does not stop the run (unless --fail-fast): the engine
+ * discards its rows, may run it again (--retries), and goes on. A map() that
+ * fails must therefore leave `partial` exactly as it was: check the chunk
+ * before folding it, or fold into a local first (see the test kernel).
  */
 #ifndef MPIMAP_KERNEL_H
 #define MPIMAP_KERNEL_H
