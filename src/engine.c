@@ -87,7 +87,8 @@ enum {
     TAG_PARTIAL = 104,
     TAG_DATA = 105,
     TAG_CANCEL = 106,   /* master -> worker: drop the chunks not started */
-    TAG_INTERRUPT = 107 /* worker -> master: this rank was signalled */
+    TAG_INTERRUPT = 107, /* worker -> master: this rank was signalled */
+    TAG_SEGMENTS = 108   /* worker -> master at STOP: its open segments */
 };
 
 /* STOP status: what workers do with their partials. */
@@ -111,13 +112,38 @@ typedef struct result_hdr_s {
     int32_t reserved;
     int64_t err_offset; /* absolute byte offset in the input, or -1 */
     uint64_t out_len;   /* bytes after the header: rows then partial, or error text */
-    uint64_t part_len;  /* the chunk's serialised partial (journaled reduced runs) */
+    uint64_t part_len;  /* a closed segment's serialised partial (journaled reduced runs) */
+    uint64_t seg_key;   /* the segment this chunk was folded into, or 0 */
+    int32_t seg_closed; /* this chunk closed it: the partial follows the rows */
+    int32_t reserved2;
 } result_hdr_t;
 
 _Static_assert(sizeof(mpm_chunk_desc_t) <= CHUNK_HDR, "chunk header too large");
 _Static_assert(sizeof(result_hdr_t) <= RESULT_HDR, "result header too large");
 
 typedef struct engine_s engine_t;
+
+/*
+ * Journaled runs of reduced kernels: every pool thread folds its chunks into
+ * an open *segment* (a partial of its own). After SEG_CHUNKS chunks or
+ * SEG_SECONDS, the segment is closed: serialised into the result of the
+ * chunk that closed it (rank 0 journals it with the identities of the chunks
+ * it covers) and merged into the thread's partial. At STOP the open segments
+ * are flushed the same way (TAG_SEGMENTS). A chunk of a reduced kernel is
+ * durable once its segment is in the journal: a SIGKILL loses at most the
+ * open segments, i.e. SEG_CHUNKS chunks or SEG_SECONDS of work per thread.
+ * Segments rather than one partial per chunk: each chunk's words are hashed
+ * twice either way, but a segment's serialised partial is far smaller than
+ * the sum of its chunks' (word frequencies are skewed), so the journal and
+ * the merge on resume shrink by about the segment length.
+ */
+#define SEG_CHUNKS 16
+#define SEG_SECONDS 5.0
+typedef struct segment_s {
+    void *p; /* open segment, or NULL */
+    uint32_t seq, count;
+    double opened;
+} segment_t;
 
 typedef struct job_s {
     mpm_task_t task; /* first member: the pool hands back &job->task */
@@ -127,6 +153,8 @@ typedef struct job_s {
     const char *data; /* set when the bytes are in rank 0's mapping: release when done */
     mpm_buf_t out; /* RESULT_HDR bytes then rows (and partial) or error text */
     uint64_t part_len;
+    uint64_t seg_key;
+    int seg_closed;
     int status;
     int64_t err_offset;
     MPI_Request req; /* worker: the result Isend */
@@ -146,7 +174,8 @@ struct engine_s {
     mpm_placement_t pl;
     mpm_pool_t *pool;
     void **partials; /* one per pool thread */
-    int chunk_partials; /* map each chunk into its own partial (journaled runs) */
+    int chunk_partials; /* journaled reduced run: segments (see segment_t) */
+    segment_t *segs;    /* one per pool thread, when chunk_partials */
     int *fds;        /* shared I/O: input descriptors opened on first use */
     mpm_journal_t *journal; /* rank 0 */
 };
@@ -179,6 +208,27 @@ static int input_fd(engine_t *e, int i, mpm_err_t *err)
     if (fd < 0) return mpm_err_set(err, -1, "cannot open '%s': %s", e->in->v[i].name, strerror(errno));
     e->fds[i] = fd;
     return fd;
+}
+
+static uint64_t seg_key(int rank, int tid, uint32_t seq)
+{
+    return (uint64_t)rank << 40 | (uint64_t)tid << 24 | (seq & 0xffffffu);
+}
+
+/* Serialises thread tid's open segment into out, merges it into the
+ * thread's partial and closes it. Runs on pool thread tid, or on the main
+ * thread while the pool is idle. */
+static int segment_close(engine_t *e, int tid, mpm_buf_t *out, mpm_err_t *err)
+{
+    segment_t *sg = &e->segs[tid];
+    int rc = 0;
+    if (e->k->serialize(e->opts, sg->p, out) < 0)
+        rc = mpm_err_set(err, -1, "out of memory serialising a partial result");
+    else if (e->k->merge(e->opts, e->partials[tid], sg->p, err) < 0)
+        rc = -1;
+    e->k->partial_free(sg->p);
+    sg->p = NULL;
+    return rc;
 }
 
 /* Runs on a pool thread: read the bytes if needed, then map the chunk. */
@@ -223,36 +273,36 @@ static void job_work(mpm_task_t *t, int tid)
         }
         c.data = j->data ? j->data : j->buf + CHUNK_HDR;
     }
-    void *part = e->partials ? e->partials[tid] : NULL, *own = NULL;
-    if (part && e->chunk_partials) {
-        if (!(own = e->k->partial_new(e->opts))) {
+    void *part = e->partials ? e->partials[tid] : NULL;
+    segment_t *sg = e->segs ? &e->segs[tid] : NULL;
+    if (sg && !sg->p) {
+        /* Journaled reduced run: chunks fold into the thread's open segment. */
+        if (!(sg->p = e->k->partial_new(e->opts))) {
             mpm_err_set(&err, -1, "out of memory for a partial result");
             j->status = ST_ENGINE;
             goto fail;
         }
-        part = own;
+        sg->seq++;
+        sg->count = 0;
+        sg->opened = mpm__now();
     }
+    if (sg) part = sg->p;
     if (e->k->map(e->opts, &c, part, (mpm_format_t)e->cfg->format, &j->out, &err) < 0) {
-        if (own) e->k->partial_free(own);
         j->status = ST_KERNEL;
         goto fail;
     }
-    if (own) {
-        /* The chunk's own partial travels to the journal, and joins the
-         * thread's partial for the normal reduction. */
-        size_t rows_end = j->out.len;
-        if (e->k->serialize(e->opts, own, &j->out) < 0) {
-            mpm_err_set(&err, -1, "out of memory serialising a partial result");
-            e->k->partial_free(own);
-            j->status = ST_ENGINE;
-            goto fail;
-        }
-        j->part_len = j->out.len - rows_end;
-        int mr = e->k->merge(e->opts, e->partials[tid], own, &err);
-        e->k->partial_free(own);
-        if (mr < 0) {
-            j->status = ST_ENGINE;
-            goto fail;
+    if (sg) {
+        j->seg_key = seg_key(e->rank, tid, sg->seq);
+        if (++sg->count >= SEG_CHUNKS || mpm__now() - sg->opened >= SEG_SECONDS) {
+            /* Close the segment: its partial travels with this result to
+             * the journal, and joins the thread's partial. */
+            size_t rows_end = j->out.len;
+            if (segment_close(e, tid, &j->out, &err) < 0) {
+                j->status = ST_ENGINE;
+                goto fail;
+            }
+            j->part_len = j->out.len - rows_end;
+            j->seg_closed = 1;
         }
     }
     return;
@@ -260,6 +310,8 @@ fail:
     j->err_offset = err.offset >= 0 && in->kind != MPM_IN_RANGE ? (int64_t)j->d.offset + err.offset
                                                                  : err.offset;
     j->part_len = 0;
+    j->seg_key = 0;
+    j->seg_closed = 0;
     j->out.len = RESULT_HDR;
     mpm_buf_append(&j->out, err.msg, strlen(err.msg));
 }
@@ -305,12 +357,16 @@ static void job_seal(job_t *j)
         j->status = ST_CANCELLED;
         j->out.len = RESULT_HDR;
         j->part_len = 0;
+        j->seg_key = 0;
+        j->seg_closed = 0;
     }
     result_hdr_t h = {.d = j->d,
                       .status = j->status,
                       .err_offset = j->err_offset,
                       .out_len = j->out.len - RESULT_HDR,
-                      .part_len = j->part_len};
+                      .part_len = j->part_len,
+                      .seg_key = j->seg_key,
+                      .seg_closed = j->seg_closed};
     memcpy(j->out.data, &h, sizeof h);
 }
 
@@ -370,6 +426,8 @@ typedef struct master_s {
     char err_msg[640];
     uint64_t chunks_done, reused, cancelled, retried;
     void *jpartial; /* reduced kernels: partials of the chunks taken from the journal */
+    struct openseg_s *osegs; /* segments whose chunks arrived, not yet journaled */
+    size_t nosegs, cap_osegs;
     /* signals */
     int interrupted; /* the signal number */
     int interrupt_rank;
@@ -563,6 +621,101 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
     master_skip_slot(m, d->index);
 }
 
+/* A segment of a journaled reduced run (see segment_t): the chunks folded
+ * into it so far, in arrival order. */
+typedef struct openseg_s {
+    uint64_t key;
+    mpm_jid_t *ids;
+    size_t n, cap;
+} openseg_t;
+
+static openseg_t *oseg_find(master_t *m, uint64_t key)
+{
+    for (size_t i = 0; i < m->nosegs; i++)
+        if (m->osegs[i].key == key) return &m->osegs[i];
+    return NULL;
+}
+
+static void oseg_add(master_t *m, uint64_t key, const mpm_chunk_desc_t *d)
+{
+    openseg_t *o = oseg_find(m, key);
+    if (!o) {
+        if (m->nosegs == m->cap_osegs) {
+            size_t nc = m->cap_osegs ? 2 * m->cap_osegs : 16;
+            openseg_t *p = realloc(m->osegs, nc * sizeof *p);
+            if (!p) goto oom;
+            m->osegs = p;
+            m->cap_osegs = nc;
+        }
+        o = &m->osegs[m->nosegs++];
+        memset(o, 0, sizeof *o);
+        o->key = key;
+    }
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? 2 * o->cap : 16;
+        mpm_jid_t *p = realloc(o->ids, nc * sizeof *p);
+        if (!p) goto oom;
+        o->ids = p;
+        o->cap = nc;
+    }
+    o->ids[o->n++] = (mpm_jid_t){.input = d->input, .offset = d->offset, .len = chunk_extent(d)};
+    return;
+oom:
+    master_record_error(m, d->index, -1, -1, "out of memory", 13);
+}
+
+/* A segment was closed with this partial: journal it with its chunks. */
+static void oseg_journal(master_t *m, uint64_t key, const char *part, size_t len)
+{
+    openseg_t *o = oseg_find(m, key);
+    if (!o) return; /* no chunk succeeded in it: nothing to record */
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    if (mpm__journal_append(m->e->journal, MPM_J_SEGMENT, 0, 0, 0, 0, 0, o->ids,
+                            o->n * sizeof *o->ids, part, len, &err) < 0)
+        master_record_error(m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
+    free(o->ids);
+    *o = m->osegs[--m->nosegs];
+}
+
+/* At STOP: journals rank 0's open segments, then every worker's (one
+ * TAG_SEGMENTS message each: [u64 key][u64 len][bytes]...). */
+static void master_flush_segments(master_t *m)
+{
+    engine_t *e = m->e;
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    for (int t = 0; t < e->pl.nthreads; t++) {
+        if (!e->segs[t].p) continue;
+        mpm_buf_t b = {0};
+        uint64_t key = seg_key(0, t, e->segs[t].seq);
+        if (segment_close(e, t, &b, &err) < 0)
+            master_record_error(m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
+        else
+            oseg_journal(m, key, b.data, b.len);
+        mpm_buf_free(&b);
+    }
+    for (int r = 1; r < e->size; r++) {
+        MPI_Status st;
+        int count = 0;
+        mpi_check(MPI_Probe(r, TAG_SEGMENTS, e->comm, &st), "MPI_Probe");
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        char *buf = malloc(count ? (size_t)count : 1);
+        if (!buf) MPI_Abort(e->comm, MPM_EXIT_FAIL);
+        mpi_check(MPI_Recv(buf, count, MPI_BYTE, r, TAG_SEGMENTS, e->comm, MPI_STATUS_IGNORE),
+                  "MPI_Recv");
+        size_t at = 0;
+        while ((size_t)count - at >= 16) {
+            uint64_t key, len;
+            memcpy(&key, buf + at, 8);
+            memcpy(&len, buf + at + 8, 8);
+            at += 16;
+            if (len > (size_t)count - at) break;
+            oseg_journal(m, key, buf + at, (size_t)len);
+            at += (size_t)len;
+        }
+        free(buf);
+    }
+}
+
 /* Takes ownership of buf (a result message: header + rows + partial). */
 static void master_result(master_t *m, int src, char *buf, size_t len)
 {
@@ -587,8 +740,12 @@ static void master_result(master_t *m, int src, char *buf, size_t len)
         mpm_err_t err = {.offset = -1, .msg = ""};
         if (mpm__journal_append(e->journal, MPM_J_DONE, h.d.index, h.d.input, h.d.offset,
                                 chunk_extent(&h.d), h.d.attempt + 1, buf + RESULT_HDR, rows,
-                                buf + RESULT_HDR + rows, (size_t)h.part_len, &err) < 0)
+                                NULL, 0, &err) < 0)
             master_record_error(m, h.d.index, -1, -1, err.msg, strlen(err.msg));
+        if (h.seg_key) {
+            oseg_add(m, h.seg_key, &h.d);
+            if (h.seg_closed) oseg_journal(m, h.seg_key, buf + RESULT_HDR + rows, (size_t)h.part_len);
+        }
     }
     slot_t *s = &m->ring[h.d.index % m->ring_cap];
     s->buf = buf;
@@ -598,35 +755,44 @@ static void master_result(master_t *m, int src, char *buf, size_t len)
     master_write_ready(m);
 }
 
-/* A chunk the journal holds: its partial joins jpartial now, its rows are
- * read back when its turn to be written comes. */
+/* A chunk the journal holds: its rows are read back when its turn to be
+ * written comes (its partial, if any, is in a segment merged at the start). */
 static void master_reuse(master_t *m, const mpm_chunk_desc_t *d, const mpm_jentry_t *je)
 {
-    engine_t *e = m->e;
     m->reused++;
     m->chunks_done++;
-    if (je->part_len && m->jpartial) {
-        mpm_err_t err = {.offset = -1, .msg = ""};
-        char *p = malloc((size_t)je->part_len);
-        void *part = NULL;
-        if (!p) {
-            master_record_error(m, d->index, -1, -1, "out of memory", 13);
-        } else if (mpm__journal_read(e->journal, je, je->rows_len, p, (size_t)je->part_len, &err) <
-                       0 ||
-                   !(part = e->k->deserialize(e->opts, p, (size_t)je->part_len, &err)) ||
-                   e->k->merge(e->opts, m->jpartial, part, &err) < 0) {
-            char msg[640];
-            snprintf(msg, sizeof msg, "journal: chunk %llu: %s", (unsigned long long)d->index,
-                     err.msg);
-            master_record_error(m, d->index, -1, -1, msg, strlen(msg));
-        }
-        if (part) e->k->partial_free(part);
-        free(p);
-    }
     slot_t *s = &m->ring[d->index % m->ring_cap];
     s->je = je->rows_len ? je : NULL;
     s->present = 1;
     master_write_ready(m);
+}
+
+/* --resume of a reduced kernel: merges every journaled segment into
+ * jpartial. 0, or -1 (recorded). */
+static int master_load_segments(master_t *m)
+{
+    engine_t *e = m->e;
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    for (size_t i = 0; i < mpm__journal_nsegments(e->journal); i++) {
+        const mpm_jsegment_t *sg = mpm__journal_segment(e->journal, i);
+        char *p = malloc(sg->part_len ? (size_t)sg->part_len : 1);
+        void *part = NULL;
+        int bad = !p ||
+                  mpm__journal_read_at(e->journal, sg->pos + sg->n * sizeof(mpm_jid_t), p,
+                                       (size_t)sg->part_len, &err) < 0 ||
+                  !(part = e->k->deserialize(e->opts, p, (size_t)sg->part_len, &err)) ||
+                  e->k->merge(e->opts, m->jpartial, part, &err) < 0;
+        if (part) e->k->partial_free(part);
+        free(p);
+        if (bad) {
+            char msg[640];
+            snprintf(msg, sizeof msg, "journal '%s': segment %zu: %s", e->cfg->journal, i,
+                     err.msg[0] ? err.msg : "out of memory");
+            master_record_error(m, 0, -1, -1, msg, strlen(msg));
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Makes room for n more pending sends; 0 or -1. */
@@ -780,7 +946,7 @@ static int master_next(master_t *m)
     m->next_kind = NEXT_RUN;
     if (e->journal) {
         const mpm_jentry_t *je = mpm__journal_find(e->journal, m->next_d.input, m->next_d.offset);
-        if (je && je->state == MPM_J_DONE) {
+        if (je && je->state == MPM_J_DONE && (!e->chunk_partials || je->covered)) {
             if (je->len != chunk_extent(&m->next_d)) {
                 char msg[600];
                 snprintf(msg, sizeof msg,
@@ -1038,6 +1204,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         } else if (mpm__split_open(&m.split, e->in->v, e->in->n, e->chunk_size, e->k->records,
                                    e->io == MPM_IO_MASTER, CHUNK_HDR, &err) < 0) {
             master_record_error(&m, 0, -1, -1, err.msg, strlen(err.msg));
+        } else if (e->journal && e->chunk_partials) {
+            master_load_segments(&m);
         }
     }
 
@@ -1086,6 +1254,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     int stop_status = m.failed ? STOP_FAILED : m.interrupted ? STOP_INTERRUPTED : STOP_OK;
     for (int r = 1; r < e->size; r++)
         mpi_check(MPI_Send(&stop_status, 1, MPI_INT, r, TAG_STOP, e->comm), "MPI_Send");
+    if (e->segs) master_flush_segments(&m);
     if (e->partials && stop_status == STOP_OK) {
         if (merge_local(e, &err) < 0) master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
         if (m.jpartial && !m.failed &&
@@ -1193,6 +1362,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     free(m.inflight);
     free(m.window);
     if (m.jpartial) e->k->partial_free(m.jpartial);
+    for (size_t i = 0; i < m.nosegs; i++) free(m.osegs[i].ids);
+    free(m.osegs);
     mpm__split_close(m.split);
     return rc;
 }
@@ -1331,6 +1502,30 @@ static int run_worker(engine_t *e)
         if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
     free(w.sends);
+    if (e->segs) {
+        /* Flush the open segments to rank 0 (the pool is idle). */
+        mpm_buf_t b = {0};
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        for (int t = 0; t < e->pl.nthreads; t++) {
+            if (!e->segs[t].p) continue;
+            uint64_t key = seg_key(e->rank, t, e->segs[t].seq), len = 0;
+            size_t at = b.len;
+            if (mpm_buf_append(&b, &key, 8) || mpm_buf_append(&b, &len, 8) ||
+                segment_close(e, t, &b, &err) < 0) {
+                MPM_LOG(MPM_LOG_ERROR, "cannot serialise a partial result: %s",
+                        err.msg[0] ? err.msg : "out of memory");
+                MPI_Abort(e->comm, MPM_EXIT_FAIL);
+            }
+            len = b.len - at - 16;
+            memcpy(b.data + at + 8, &len, 8);
+        }
+        if (b.len > INT_MAX) {
+            MPM_LOG(MPM_LOG_ERROR, "partial results larger than 2 GiB");
+            MPI_Abort(e->comm, MPM_EXIT_FAIL);
+        }
+        mpi_check(MPI_Send(b.data, (int)b.len, MPI_BYTE, 0, TAG_SEGMENTS, e->comm), "MPI_Send");
+        mpm_buf_free(&b);
+    }
     if (stop_status == STOP_OK && e->partials) {
         mpm_err_t err = {.offset = -1, .msg = ""};
         mpm_buf_t b = {0};
@@ -1691,6 +1886,10 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         if (!e.partials || !ok) snprintf(msg, sizeof msg, "out of memory for partial results");
         if (!e.partials) ok = 0;
     }
+    if (ok && e.chunk_partials && !(e.segs = calloc((size_t)e.pl.nthreads, sizeof *e.segs))) {
+        snprintf(msg, sizeof msg, "out of memory");
+        ok = 0;
+    }
     if (ok) {
         e.fds = malloc((size_t)(inputs->n ? inputs->n : 1) * sizeof *e.fds);
         if (!e.fds) ok = 0;
@@ -1756,6 +1955,11 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         for (int t = 0; t < e.pl.nthreads; t++)
             if (e.partials[t]) k->partial_free(e.partials[t]);
         free(e.partials);
+    }
+    if (e.segs) {
+        for (int t = 0; t < e.pl.nthreads; t++)
+            if (e.segs[t].p) k->partial_free(e.segs[t].p);
+        free(e.segs);
     }
     if (e.fds) {
         for (int i = 0; i < inputs->n; i++)

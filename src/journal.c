@@ -43,7 +43,16 @@ struct mpm_journal_s {
     size_t n, cap;
     uint32_t *slots; /* hash of (input, offset) -> entry index + 1 */
     size_t nslots;
+    mpm_jsegment_t *segs;
+    size_t nsegs, capsegs;
 };
+
+size_t mpm__journal_nsegments(const mpm_journal_t *j) { return j->nsegs; }
+
+const mpm_jsegment_t *mpm__journal_segment(const mpm_journal_t *j, size_t i)
+{
+    return i < j->nsegs ? &j->segs[i] : NULL;
+}
 
 static uint64_t key_hash(int input, uint64_t offset)
 {
@@ -176,7 +185,7 @@ static int create_journal(mpm_journal_t *j, const char *global, char *const *inp
     }
     free(tmp);
     if (rc == 0) {
-        j->fd = open(j->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        j->fd = open(j->path, O_RDWR | O_APPEND | O_CLOEXEC);
         if (j->fd < 0)
             rc = mpm_err_set(err, -1, "cannot open journal '%s': %s", j->path, strerror(errno));
         j->size = b.len;
@@ -249,6 +258,29 @@ bad:
                        j->path, n);
 }
 
+/* A SEGMENT record at pos (payload): kept when every chunk it lists has a
+ * DONE entry, which it then marks covered. 0, or -1 when out of memory or
+ * unreadable. */
+static int add_segment(mpm_journal_t *j, uint64_t pos, const mpm_jid_t *ids, uint64_t n,
+                       uint64_t part_len)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        const mpm_jentry_t *e = mpm__journal_find(j, ids[i].input, ids[i].offset);
+        if (!e || e->state != MPM_J_DONE || e->len != ids[i].len) return 0; /* ignored */
+    }
+    if (j->nsegs == j->capsegs) {
+        size_t nc = j->capsegs ? 2 * j->capsegs : 64;
+        mpm_jsegment_t *p = realloc(j->segs, nc * sizeof *p);
+        if (!p) return -1;
+        j->segs = p;
+        j->capsegs = nc;
+    }
+    j->segs[j->nsegs++] = (mpm_jsegment_t){.pos = pos, .n = n, .part_len = part_len};
+    for (uint64_t i = 0; i < n; i++)
+        ((mpm_jentry_t *)mpm__journal_find(j, ids[i].input, ids[i].offset))->covered = 1;
+    return 0;
+}
+
 /* Reads records from j->size on; cuts a torn tail. */
 static int load_records(mpm_journal_t *j, uint64_t file_size, char **recorded, int n,
                         mpm_err_t *err)
@@ -261,7 +293,7 @@ static int load_records(mpm_journal_t *j, uint64_t file_size, char **recorded, i
         rec_t r;
         if (file_size - at < sizeof r) break;
         if (pread_full(j->fd, &r, sizeof r, at) != 1) break;
-        if (r.magic != REC_MAGIC || r.type < MPM_J_DONE || r.type > MPM_J_INPUT ||
+        if (r.magic != REC_MAGIC || r.type < MPM_J_DONE || r.type > MPM_J_SEGMENT ||
             r.input < 0 || r.input >= n || r.a_len > file_size || r.b_len > file_size ||
             file_size - at - sizeof r < r.a_len + r.b_len)
             break;
@@ -286,7 +318,18 @@ static int load_records(mpm_journal_t *j, uint64_t file_size, char **recorded, i
         uint64_t got = XXH64_digest(hs);
         XXH64_freeState(hs);
         if (!ok || got != want) break;
-        if (r.type == MPM_J_INPUT) {
+        if (r.type == MPM_J_SEGMENT) {
+            if (r.a_len % sizeof(mpm_jid_t)) break;
+            mpm_jid_t *ids = malloc(r.a_len ? (size_t)r.a_len : 1);
+            if (!ids || pread_full(j->fd, ids, (size_t)r.a_len, at + sizeof r) != 1 ||
+                add_segment(j, at + sizeof r, ids, r.a_len / sizeof *ids, r.b_len) < 0) {
+                free(ids);
+                rc = mpm_err_set(err, -1, "cannot load journal '%s': out of memory or unreadable",
+                                 j->path);
+                break;
+            }
+            free(ids);
+        } else if (r.type == MPM_J_INPUT) {
             char *line = malloc((size_t)r.a_len + 1);
             if (!line || pread_full(j->fd, line, (size_t)r.a_len, at + sizeof r) != 1) {
                 free(line);
@@ -295,6 +338,9 @@ static int load_records(mpm_journal_t *j, uint64_t file_size, char **recorded, i
             line[r.a_len] = 0;
             free(recorded[r.input]);
             recorded[r.input] = line;
+            /* The input changed here: what was recorded of it before is void. */
+            for (size_t k = 0; k < j->n; k++)
+                if (j->v[k].input == r.input) j->v[k].state = 0;
         } else {
             mpm_jentry_t e = {.input = r.input,
                               .state = (int)r.type,
@@ -431,6 +477,15 @@ out:
 
 const mpm_journal_stats_t *mpm__journal_stats(const mpm_journal_t *j) { return &j->st; }
 
+int mpm__journal_read_at(mpm_journal_t *j, uint64_t pos, void *dst, size_t n, mpm_err_t *err)
+{
+    int r = pread_full(j->fd, dst, n, pos);
+    if (r != 1)
+        return mpm_err_set(err, -1, "cannot read journal '%s': %s", j->path,
+                           r < 0 ? strerror(errno) : "the file shrank");
+    return 0;
+}
+
 int mpm__journal_read(mpm_journal_t *j, const mpm_jentry_t *e, uint64_t at, void *dst, size_t n,
                       mpm_err_t *err)
 {
@@ -495,7 +550,10 @@ int mpm__journal_append(mpm_journal_t *j, int type, uint64_t index, int input, u
             }
         }
     }
-    if (type != MPM_J_INPUT) {
+    if (type == MPM_J_SEGMENT) {
+        if (add_segment(j, j->size + sizeof r, a, a_len / sizeof(mpm_jid_t), b_len) < 0)
+            return mpm_err_set(err, -1, "out of memory");
+    } else if (type != MPM_J_INPUT) {
         mpm_jentry_t e = {.input = input,
                           .state = type,
                           .attempts = attempts,
@@ -532,6 +590,7 @@ int mpm__journal_close(mpm_journal_t *j, mpm_err_t *err)
     free(j->path);
     free(j->v);
     free(j->slots);
+    free(j->segs);
     free(j);
     return rc;
 }

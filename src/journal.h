@@ -13,7 +13,9 @@
  *            its serialised partial for reduced kernels), FAILED (the reason
  *            as text) and INPUT (a new fingerprint line for one input whose
  *            earlier records were all failures, written when such an input
- *            changed between runs).
+ *            changed between runs) and SEGMENT (reduced kernels: the
+ *            serialised partial of a group of finished chunks, with the
+ *            list of their identities; see engine.c).
  *
  * A chunk is identified by (input, offset): chunk boundaries depend only on
  * the input bytes and the chunk size (split.h), both fingerprinted, so the
@@ -42,7 +44,21 @@
 
 #include "mpimap/kernel.h"
 
-enum { MPM_J_DONE = 1, MPM_J_FAILED = 2, MPM_J_INPUT = 3 };
+enum { MPM_J_DONE = 1, MPM_J_FAILED = 2, MPM_J_INPUT = 3, MPM_J_SEGMENT = 4 };
+
+/* A SEGMENT payload starts with this identity for each chunk it covers. */
+typedef struct mpm_jid_s {
+    int32_t input;
+    uint32_t reserved;
+    uint64_t offset, len;
+} mpm_jid_t;
+
+/* A segment: its identities at pos, then its partial (part_len bytes). */
+typedef struct mpm_jsegment_s {
+    uint64_t pos;
+    uint64_t n;
+    uint64_t part_len;
+} mpm_jsegment_t;
 
 typedef struct mpm_jentry_s {
     int32_t input;
@@ -51,6 +67,7 @@ typedef struct mpm_jentry_s {
     uint64_t offset, len; /* chunk identity and length (integers for ranges) */
     uint64_t pos;         /* file offset of the payload */
     uint64_t rows_len, part_len;
+    int covered; /* a SEGMENT record holds this chunk's partial */
 } mpm_jentry_t;
 
 typedef struct mpm_journal_s mpm_journal_t;
@@ -79,6 +96,13 @@ const mpm_journal_stats_t *mpm__journal_stats(const mpm_journal_t *j);
 
 /* The latest entry for chunk (input, offset), or NULL. */
 const mpm_jentry_t *mpm__journal_find(const mpm_journal_t *j, int input, uint64_t offset);
+
+/* Segments loaded or appended, in order (a segment is kept only when every
+ * chunk it covers has a DONE record before it). */
+size_t mpm__journal_nsegments(const mpm_journal_t *j);
+const mpm_jsegment_t *mpm__journal_segment(const mpm_journal_t *j, size_t i);
+/* Reads n bytes of the file at pos (a segment's payload). */
+int mpm__journal_read_at(mpm_journal_t *j, uint64_t pos, void *dst, size_t n, mpm_err_t *err);
 
 /* Reads n bytes of an entry's payload starting at `at` (0 = first row byte). */
 int mpm__journal_read(mpm_journal_t *j, const mpm_jentry_t *e, uint64_t at, void *dst, size_t n,
