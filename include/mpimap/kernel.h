@@ -18,10 +18,11 @@
  *     same kernel and options, each with its own `partial`. It must not touch
  *     global mutable state and must never call MPI.
  *   - every other function runs on a rank's main thread, except that in
- *     journaled runs (--journal) each chunk is mapped into its own fresh
- *     partial, which the pool thread then serialises and merges into its
- *     thread's partial: partial_new, serialize, merge and partial_free must
- *     therefore also be safe on pool threads, touching only their arguments.
+ *     journaled runs (--journal) chunks are folded into short-lived
+ *     "segment" partials that the pool thread creates, serialises and merges
+ *     into its own partial: partial_new, serialize, merge and partial_free
+ *     must therefore also be safe on pool threads, touching only their
+ *     arguments.
  *   - `opts` is read-only after check() returns.
  *
  * Error contract: functions return 0 on success and a negative value on
