@@ -376,7 +376,8 @@ typedef struct slot_s {
     char *buf; /* RESULT_HDR + rows; NULL when empty */
     size_t len;
     int present;              /* the chunk's turn can come: rows here, in the journal, or none */
-    const mpm_jentry_t *je;   /* rows to read back from the journal */
+    int from_journal;         /* rows to read back from the journal: */
+    mpm_jentry_t je;          /* a copy (journal entries move as it grows) */
 } slot_t;
 
 typedef struct pending_s {
@@ -407,7 +408,7 @@ typedef struct master_s {
     char *next_buf;
     const char *next_data; /* the bytes: in next_buf, or in a mapping when next_buf is NULL */
     int next_kind;         /* NEXT_* */
-    const mpm_jentry_t *next_je;
+    mpm_jentry_t next_je; /* NEXT_JOURNALED: a copy of the journal's entry */
     char next_err[512];
     int64_t next_err_offset;
     pending_t *sends;
@@ -513,13 +514,13 @@ static void master_write_ready(master_t *m)
         /* Rows before the first fatal error are written even after it (its
          * slot never fills, so nothing after it is): standard output then
          * holds exactly the rows before the error. */
-        if (!m->out.failed && s->je && s->je->rows_len) {
+        if (!m->out.failed && s->from_journal && s->je.rows_len) {
             mpm_err_t err = {.offset = -1, .msg = ""};
-            size_t n = (size_t)s->je->rows_len;
+            size_t n = (size_t)s->je.rows_len;
             char *rows = malloc(n);
             if (!rows) {
                 master_record_error(m, m->next_write, -1, -1, "out of memory", 13);
-            } else if (mpm__journal_read(m->e->journal, s->je, 0, rows, n, &err) < 0) {
+            } else if (mpm__journal_read(m->e->journal, &s->je, 0, rows, n, &err) < 0) {
                 master_record_error(m, m->next_write, -1, -1, err.msg, strlen(err.msg));
             } else if (mpm__out_rows(&m->out, rows, n) < 0) {
                 master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
@@ -533,7 +534,7 @@ static void master_write_ready(master_t *m)
         m->held_bytes -= s->len;
         s->buf = NULL;
         s->len = 0;
-        s->je = NULL;
+        s->from_journal = 0;
         s->present = 0;
         m->next_write++;
     }
@@ -762,7 +763,8 @@ static void master_reuse(master_t *m, const mpm_chunk_desc_t *d, const mpm_jentr
     m->reused++;
     m->chunks_done++;
     slot_t *s = &m->ring[d->index % m->ring_cap];
-    s->je = je->rows_len ? je : NULL;
+    s->je = *je;
+    s->from_journal = 1;
     s->present = 1;
     master_write_ready(m);
 }
@@ -959,7 +961,7 @@ static int master_next(master_t *m)
                 return 0;
             }
             m->next_kind = NEXT_JOURNALED;
-            m->next_je = je;
+            m->next_je = *je;
         }
     }
     return 1;
@@ -981,7 +983,7 @@ static int master_dispatch(master_t *m)
         if (m->next_kind == NEXT_JOURNALED) {
             mpm_chunk_desc_t d = m->next_d;
             master_drop_next(m);
-            master_reuse(m, &d, m->next_je);
+            master_reuse(m, &d, &m->next_je);
             progress = 1;
             continue;
         }

@@ -95,7 +95,9 @@ static int put_entry(mpm_journal_t *j, const mpm_jentry_t *e)
     mpm_jentry_t *old = (mpm_jentry_t *)mpm__journal_find(j, e->input, e->offset);
     if (old) {
         if (old->state == MPM_J_DONE && e->state != MPM_J_DONE) return 0;
+        int covered = old->covered && old->state == MPM_J_DONE;
         *old = *e;
+        old->covered |= covered; /* its segment still holds its partial */
         return 0;
     }
     if (j->n >= UINT32_MAX - 1) return -1;

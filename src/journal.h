@@ -94,7 +94,8 @@ int mpm__journal_open(mpm_journal_t **j, const char *path, int resume, const cha
 
 const mpm_journal_stats_t *mpm__journal_stats(const mpm_journal_t *j);
 
-/* The latest entry for chunk (input, offset), or NULL. */
+/* The latest entry for chunk (input, offset), or NULL. The pointer is valid
+ * only until the next append (entries move as the journal grows): copy it. */
 const mpm_jentry_t *mpm__journal_find(const mpm_journal_t *j, int input, uint64_t offset);
 
 /* Segments loaded or appended, in order (a segment is kept only when every
