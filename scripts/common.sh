@@ -31,6 +31,11 @@ install_deps() {
     fi
 }
 
+# What the tests need beyond the build: shellcheck (jobs/ scripts), iproute2
+# (the two-host test's network namespaces), mount and setpriv (util-linux).
+# tests/e2e/slurm-cluster.sh installs slurm-wlm and munge itself.
+TEST_DEPS=(shellcheck iproute2 mount)
+
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
     libcunit1-dev libxxhash-dev python3 util-linux procps)
 

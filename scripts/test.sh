@@ -25,7 +25,7 @@ for a in "$@"; do
     esac
 done
 
-install_deps "${BUILD_DEPS[@]}"
+install_deps "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
 ulimit -c 0 || true
 status=0
 
