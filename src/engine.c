@@ -622,6 +622,22 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
     master_skip_slot(m, d->index);
 }
 
+/* Receives the next message with this tag from src, whatever its size
+ * (blocking). Returns a malloc'd buffer; *count gets its length. */
+static char *recv_whole(engine_t *e, int src, int tag, int *count)
+{
+    MPI_Status st;
+    mpi_check(MPI_Probe(src, tag, e->comm, &st), "MPI_Probe");
+    MPI_Get_count(&st, MPI_BYTE, count);
+    char *buf = malloc(*count ? (size_t)*count : 1);
+    if (!buf) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory receiving %d bytes from rank %d", *count, src);
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    mpi_check(MPI_Recv(buf, *count, MPI_BYTE, src, tag, e->comm, MPI_STATUS_IGNORE), "MPI_Recv");
+    return buf;
+}
+
 /* A segment of a journaled reduced run (see segment_t): the chunks folded
  * into it so far, in arrival order. */
 typedef struct openseg_s {
@@ -695,14 +711,8 @@ static void master_flush_segments(master_t *m)
         mpm_buf_free(&b);
     }
     for (int r = 1; r < e->size; r++) {
-        MPI_Status st;
         int count = 0;
-        mpi_check(MPI_Probe(r, TAG_SEGMENTS, e->comm, &st), "MPI_Probe");
-        MPI_Get_count(&st, MPI_BYTE, &count);
-        char *buf = malloc(count ? (size_t)count : 1);
-        if (!buf) MPI_Abort(e->comm, MPM_EXIT_FAIL);
-        mpi_check(MPI_Recv(buf, count, MPI_BYTE, r, TAG_SEGMENTS, e->comm, MPI_STATUS_IGNORE),
-                  "MPI_Recv");
+        char *buf = recv_whole(e, r, TAG_SEGMENTS, &count);
         size_t at = 0;
         while ((size_t)count - at >= 16) {
             uint64_t key, len;
@@ -1263,14 +1273,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             e->k->merge(e->opts, e->partials[0], m.jpartial, &err) < 0)
             master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
         for (int r = 1; r < e->size; r++) {
-            MPI_Status st;
             int count = 0;
-            mpi_check(MPI_Probe(r, TAG_PARTIAL, e->comm, &st), "MPI_Probe");
-            MPI_Get_count(&st, MPI_BYTE, &count);
-            char *buf = malloc(count ? (size_t)count : 1);
-            if (!buf) MPI_Abort(e->comm, MPM_EXIT_FAIL);
-            mpi_check(MPI_Recv(buf, count, MPI_BYTE, r, TAG_PARTIAL, e->comm, MPI_STATUS_IGNORE),
-                      "MPI_Recv");
+            char *buf = recv_whole(e, r, TAG_PARTIAL, &count);
             if (m.failed) {
                 free(buf);
                 continue;
