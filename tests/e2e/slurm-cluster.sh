@@ -68,12 +68,16 @@ can_run() {
     done
 }
 
-# free_port: a TCP port nothing listens on (random, 20000-59999).
+# free_port: a TCP port no socket uses, below the kernel's ephemeral range
+# (MPI jobs running next to this test bind ephemeral ports at any moment: a
+# port checked free there can be taken before slurmd binds it).
 free_port() {
-    local p _
+    local p _ lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$lo" -gt 12000 ] 2>/dev/null || lo=32768
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 40000))
-        if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$USED_PORTS" 2>/dev/null; then
+        p=$((10000 + RANDOM % (lo - 10000)))
+        if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] && ! grep -qx "$p" "$USED_PORTS" 2>/dev/null; then
             echo "$p" >>"$USED_PORTS"
             echo "$p"
             return
