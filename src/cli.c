@@ -24,6 +24,7 @@ void mpm_config_init(mpm_config_t *cfg)
     cfg->format = MPM_FMT_TEXT;
     cfg->bind = MPM_BIND_CORE;
     cfg->grace = 20;
+    cfg->progress_interval = 10;
 }
 
 /* Engine options. `verbose` counts repetitions. */
@@ -78,6 +79,15 @@ static const mpm_option_t engine_options[] = {
      "stop the whole run at the first chunk that fails (default: record it, go on, exit 1 at "
      "the end)",
      0, -1, NULL},
+    {"progress", 0, MPM_OPT_CHOICE, offsetof(mpm_config_t, progress), "WHEN",
+     "auto|on|off: progress on standard error from rank 0: a bar redrawn in place on a "
+     "terminal, else a timestamped line every --progress-interval seconds (default auto: "
+     "silenced by -q)",
+     0, -1, "auto|on|off"},
+    {"progress-interval", 0, MPM_OPT_DOUBLE, offsetof(mpm_config_t, progress_interval),
+     "SECONDS", "seconds between progress lines when standard error is not a terminal "
+                "(default 10)",
+     0, 86400, NULL},
     {"verbose", 'v', MPM_OPT_FLAG, offsetof(mpm_config_t, verbose), NULL,
      "print a summary line (time, throughput) at the end; twice for debugging details", 0, -1,
      NULL},
@@ -468,6 +478,11 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
     }
     if (cli->cfg.verbose && cli->cfg.quiet) {
         usage_error(rank, k->name, "-v and -q exclude each other");
+        return MPM_CLI_USAGE;
+    }
+    if (cli->cfg.progress_interval < 0.1) {
+        usage_error(rank, k->name, "--progress-interval: %g is too small (at least 0.1 s)",
+                    cli->cfg.progress_interval);
         return MPM_CLI_USAGE;
     }
     if (cli->cfg.resume && !cli->cfg.journal) {

@@ -75,6 +75,7 @@
 #include "mpimap/mpimap.h"
 #include "output.h"
 #include "pool.h"
+#include "progress.h"
 #include "signals.h"
 #include "split.h"
 #include "topo.h"
@@ -430,6 +431,9 @@ typedef struct master_s {
     struct openseg_s *osegs; /* segments whose chunks arrived, not yet journaled */
     size_t nosegs, cap_osegs;
     /* signals */
+    mpm_progress_t progress;
+    uint64_t done_extent; /* bytes (integers for ranges) of the chunks finished or failed */
+    int rows_to_tty;      /* rows go to a terminal: erase the progress bar first */
     int interrupted; /* the signal number */
     int interrupt_rank;
     double deadline;
@@ -511,6 +515,7 @@ static void master_write_ready(master_t *m)
     for (;;) {
         slot_t *s = &m->ring[m->next_write % m->ring_cap];
         if (!s->present) return;
+        if (m->rows_to_tty && (s->len > RESULT_HDR || s->from_journal)) mpm__progress_erase();
         /* Rows before the first fatal error are written even after it (its
          * slot never fills, so nothing after it is): standard output then
          * holds exactly the rows before the error. */
@@ -599,6 +604,7 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
         master_record_error(m, d->index, d->input, off, text, strlen(text));
         return;
     }
+    m->done_extent += chunk_extent(d);
     where(e, d->input, off, m->nfail < 100, w, sizeof w);
     char tail[96] = "";
     if (attempts > 1) snprintf(tail, sizeof tail, " (after %u attempts)", attempts);
@@ -746,6 +752,7 @@ static void master_result(master_t *m, int src, char *buf, size_t len)
         return;
     }
     m->chunks_done++;
+    m->done_extent += chunk_extent(&h.d);
     size_t rows = (size_t)(h.out_len - h.part_len);
     if (e->journal) {
         mpm_err_t err = {.offset = -1, .msg = ""};
@@ -772,6 +779,7 @@ static void master_reuse(master_t *m, const mpm_chunk_desc_t *d, const mpm_jentr
 {
     m->reused++;
     m->chunks_done++;
+    m->done_extent += chunk_extent(d);
     slot_t *s = &m->ring[d->index % m->ring_cap];
     s->je = *je;
     s->from_journal = 1;
@@ -1221,6 +1229,28 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
     }
 
+    {
+        uint64_t total = 0;
+        int integers = 0, known = 1;
+        for (int i = 0; i < e->in->n; i++) {
+            const mpm_input_t *x = &e->in->v[i];
+            struct stat st;
+            if (x->kind == MPM_IN_RANGE) {
+                total += x->hi - x->lo;
+                integers = 1;
+            } else if (x->kind == MPM_IN_MEMORY) {
+                total += x->len;
+            } else if (x->kind == MPM_IN_FILE && stat(x->name, &st) == 0 && S_ISREG(st.st_mode)) {
+                total += (uint64_t)st.st_size;
+            } else {
+                known = 0; /* standard input, pipes */
+            }
+        }
+        int out_stdout = !e->cfg->output || !strcmp(e->cfg->output, "-");
+        m.rows_to_tty = out_stdout && isatty(1);
+        mpm__progress_init(&m.progress, e->cfg->progress, e->cfg->quiet, isatty(2),
+                           e->cfg->progress_interval, known ? total : 0, integers);
+    }
     int idle = 0, abandoned = 0;
     while (!(m.split_done || m.stop) || m.nretry || !all_idle(&m)) {
         int progress = master_dispatch(&m);
@@ -1230,6 +1260,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             if (wait > MAX_SLEEP) wait = MAX_SLEEP;
         }
         progress |= master_poll(&m, wait);
+        mpm__progress_tick(&m.progress, m.chunks_done + m.nfail, m.done_extent, 0);
         idle = progress ? 0 : idle + 1;
         if (m.stop && m.nretry && !m.interrupted && m.failed) m.nretry = 0;
         if (m.interrupted && !all_idle(&m) && mpm__now() > m.deadline) {
@@ -1241,6 +1272,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
     if (m.have_next) master_drop_next(&m);
+    mpm__progress_erase();
     if (abandoned) {
         /* Chunks still running after the grace period: nothing more can be
          * saved; the journal holds everything that finished. */

@@ -5,6 +5,8 @@
  */
 #include "util.h"
 
+#include "progress.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -242,6 +244,7 @@ void mpm__log(int level, const char *file, int line, const char *fmt, ...)
 {
     if (level >= MPM_LOG_INFO && mpm__log_verbose < level - 1) return;
     if (level == MPM_LOG_WARN && mpm__log_quiet) return;
+    mpm__progress_erase(); /* a progress bar on the same terminal */
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);

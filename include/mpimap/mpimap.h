@@ -71,6 +71,8 @@ typedef struct mpm_config_s {
     double grace;        /* --grace SECONDS: drain time after a signal (default 20) */
     long long retries;   /* --retries N: extra attempts for a failed chunk (default 0) */
     int fail_fast;       /* --fail-fast: stop the run at the first failed chunk */
+    int progress;              /* --progress auto|on|off (0, 1, 2) */
+    double progress_interval;  /* --progress-interval SECONDS without a terminal (default 10) */
 } mpm_config_t;
 
 void mpm_config_init(mpm_config_t *cfg);
