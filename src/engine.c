@@ -60,6 +60,9 @@
  * temporary output removed and every rank returns 3. If chunks are still
  * running when the grace period ends, rank 0 calls MPI_Abort with code 3.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity, CPU_* */
+#endif
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -68,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -179,6 +183,11 @@ struct engine_s {
     segment_t *segs;    /* one per pool thread, when chunk_partials */
     int *fds;        /* shared I/O: input descriptors opened on first use */
     mpm_journal_t *journal; /* rank 0 */
+    /* --report-bindings: each pool thread's affinity as the kernel reports
+     * it after pinning (sched_getaffinity), and its thread id */
+    char (*affinity)[96];
+    long *tids;
+    int inits; /* pool threads past thread_init (atomic) */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -200,6 +209,28 @@ static void thread_init(int i, void *arg)
     mpm__sig_block_thread();
     if (mpm__topo_bind_thread(e->topo, &e->pl, i) < 0)
         MPM_LOG(MPM_LOG_WARN, "cannot pin pool thread %d: %s", i, strerror(errno));
+    if (e->affinity) {
+        /* Read back what the kernel applied, for --report-bindings. */
+        cpu_set_t cs;
+        CPU_ZERO(&cs);
+        char *out = e->affinity[i];
+        size_t o = 0;
+        out[0] = 0;
+        if (sched_getaffinity(0, sizeof cs, &cs) == 0) {
+            for (int c = 0; c < CPU_SETSIZE && o + 16 < sizeof e->affinity[i]; c++) {
+                if (!CPU_ISSET(c, &cs)) continue;
+                int r = c;
+                while (r + 1 < CPU_SETSIZE && CPU_ISSET(r + 1, &cs)) r++;
+                o += (size_t)snprintf(out + o, sizeof e->affinity[i] - o, "%s%d", o ? "," : "", c);
+                if (r > c) o += (size_t)snprintf(out + o, sizeof e->affinity[i] - o, "-%d", r);
+                c = r;
+            }
+        } else {
+            snprintf(out, sizeof e->affinity[i], "? (%s)", strerror(errno));
+        }
+        e->tids[i] = (long)syscall(SYS_gettid);
+    }
+    __atomic_add_fetch(&e->inits, 1, __ATOMIC_RELEASE);
 }
 
 static int input_fd(engine_t *e, int i, mpm_err_t *err)
@@ -1933,6 +1964,14 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         if (!e.fds) ok = 0;
         for (int i = 0; e.fds && i < inputs->n; i++) e.fds[i] = -1;
     }
+    if (ok && cfg->report_bindings) {
+        e.affinity = calloc((size_t)e.pl.nthreads, sizeof *e.affinity);
+        e.tids = calloc((size_t)e.pl.nthreads, sizeof *e.tids);
+        if (!e.affinity || !e.tids) {
+            snprintf(msg, sizeof msg, "out of memory");
+            ok = 0;
+        }
+    }
     if (ok) {
         int prc = mpm__pool_start(&e.pool, e.pl.nthreads, thread_init, &e);
         if (prc < 0) {
@@ -1969,6 +2008,16 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         gethostname(host, sizeof host - 1);
         char line[4096];
         mpm__topo_describe(e.topo, &e.pl, host, e.rank, line, sizeof line);
+        /* Then what each thread's affinity really is, read back by the
+         * thread itself once pinned (wait for every thread's start). */
+        double until = mpm__now() + 10;
+        while (__atomic_load_n(&e.inits, __ATOMIC_ACQUIRE) < e.pl.nthreads && mpm__now() < until)
+            sched_yield();
+        size_t o = strlen(line);
+        o += (size_t)snprintf(line + o, sizeof line - o, "; pid %ld, affinity read back:", (long)getpid());
+        for (int t = 0; t < e.pl.nthreads && o < sizeof line; t++)
+            o += (size_t)snprintf(line + o, sizeof line - o, "%s thread %d (tid %ld) PUs %s",
+                                  t ? "," : "", t, e.tids[t], e.affinity[t]);
         char *all = e.rank == 0 ? malloc((size_t)e.size * sizeof line) : NULL;
         mpi_check(MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, comm),
                   "MPI_Gather");
@@ -2007,6 +2056,8 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     if (e.pl.cpusets) mpm__topo_free(&e.pl);
     if (topo_ok) hwloc_topology_destroy(e.topo);
     if (e.journal) mpm__journal_close(e.journal, &(mpm_err_t){.offset = -1});
+    free(e.affinity);
+    free(e.tids);
     mpi_check(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
     mpm__sig_run_end();
     return rc;
