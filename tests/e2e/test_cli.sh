@@ -232,13 +232,28 @@ for um in 022 077 002 027; do
 done
 
 section "standard input"
+# piped FILE NP ARGS...: cat FILE | mpirun -np NP mpimap ARGS. Open MPI 4.1's
+# mpirun itself sometimes dies of SIGSEGV in its stdin forwarding
+# (orte_iof_hnp_read_local_handler, open-mpi/ompi#7483, fixed only in 5.x);
+# that crash, and only that one, is retried (twice at most).
+piped() {
+    local file=$1 try
+    shift
+    for try in 1 2 3; do
+        RC=0
+        cat "$file" | run_np "$@" >"$OUT" 2>"$ERR" || RC=$?
+        if [ "$RC" = 139 ] && grep -q "orte_iof_hnp_read_local_handler" "$ERR"; then
+            echo "# note: mpirun crashed in its stdin forwarding (open-mpi/ompi#7483), try $try"
+            continue
+        fi
+        return 0
+    done
+}
 for np in 2 3; do
-    RC=0
-    cat "$D/gpl3.txt" | run_np "$np" -c 4K wordcount >"$OUT" 2>"$ERR" || RC=$?
+    piped "$D/gpl3.txt" "$np" -c 4K wordcount
     assert_rc "cat | mpirun -np $np mpimap wordcount" 0
     assert_same_file "cat | mpirun -np $np mpimap wordcount: output" "$TMP/gpl3.expected" "$OUT"
-    RC=0
-    cat "$D/licenses.txt" | run_np "$np" -c 4K wordcount - >"$OUT" 2>"$ERR" || RC=$?
+    piped "$D/licenses.txt" "$np" -c 4K wordcount -
     assert_rc "cat | mpirun -np $np mpimap wordcount -" 0
     assert_same_file "cat | mpirun -np $np mpimap wordcount -: output" "$TMP/licenses.expected" "$OUT"
 done
