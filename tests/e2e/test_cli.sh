@@ -242,11 +242,8 @@ piped() {
     for try in 1 2 3; do
         RC=0
         cat "$file" | run_np "$@" >"$OUT" 2>"$ERR" || RC=$?
-        if [ "$RC" = 139 ] && grep -q "orte_iof_hnp_read_local_handler" "$ERR"; then
-            echo "# note: mpirun crashed in its stdin forwarding (open-mpi/ompi#7483), try $try"
-            continue
-        fi
-        return 0
+        mpirun_iof_crash || return 0
+        echo "# note: mpirun crashed forwarding stdin (open-mpi/ompi#7483), try $try of 3"
     done
 }
 for np in 2 3; do
