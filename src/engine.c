@@ -60,9 +60,6 @@
  * temporary output removed and every rank returns 3. If chunks are still
  * running when the grace period ends, rank 0 calls MPI_Abort with code 3.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* sched_getaffinity, CPU_* */
-#endif
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -179,8 +176,7 @@ struct engine_s {
     mpm_placement_t pl;
     mpm_pool_t *pool;
     void **partials; /* one per pool thread */
-    int chunk_partials; /* journaled reduced run: segments (see segment_t) */
-    segment_t *segs;    /* one per pool thread, when chunk_partials */
+    segment_t *segs; /* journaled reduced runs: one per pool thread (see segment_t) */
     int *fds;        /* shared I/O: input descriptors opened on first use */
     mpm_journal_t *journal; /* rank 0 */
     /* --report-bindings: each pool thread's affinity as the kernel reports
@@ -210,24 +206,14 @@ static void thread_init(int i, void *arg)
     if (mpm__topo_bind_thread(e->topo, &e->pl, i) < 0)
         MPM_LOG(MPM_LOG_WARN, "cannot pin pool thread %d: %s", i, strerror(errno));
     if (e->affinity) {
-        /* Read back what the kernel applied, for --report-bindings. */
-        cpu_set_t cs;
-        CPU_ZERO(&cs);
-        char *out = e->affinity[i];
-        size_t o = 0;
-        out[0] = 0;
-        if (sched_getaffinity(0, sizeof cs, &cs) == 0) {
-            for (int c = 0; c < CPU_SETSIZE && o + 16 < sizeof e->affinity[i]; c++) {
-                if (!CPU_ISSET(c, &cs)) continue;
-                int r = c;
-                while (r + 1 < CPU_SETSIZE && CPU_ISSET(r + 1, &cs)) r++;
-                o += (size_t)snprintf(out + o, sizeof e->affinity[i] - o, "%s%d", o ? "," : "", c);
-                if (r > c) o += (size_t)snprintf(out + o, sizeof e->affinity[i] - o, "-%d", r);
-                c = r;
-            }
-        } else {
-            snprintf(out, sizeof e->affinity[i], "? (%s)", strerror(errno));
-        }
+        /* Read back what the kernel applied (hwloc asks it with
+         * sched_getaffinity), for --report-bindings. */
+        hwloc_bitmap_t set = hwloc_bitmap_alloc();
+        if (set && hwloc_get_cpubind(e->topo, set, HWLOC_CPUBIND_THREAD) == 0)
+            hwloc_bitmap_list_snprintf(e->affinity[i], sizeof e->affinity[i], set);
+        else
+            snprintf(e->affinity[i], sizeof e->affinity[i], "? (%s)", strerror(errno));
+        hwloc_bitmap_free(set);
         e->tids[i] = (long)syscall(SYS_gettid);
     }
     __atomic_add_fetch(&e->inits, 1, __ATOMIC_RELEASE);
@@ -263,6 +249,18 @@ static int segment_close(engine_t *e, int tid, mpm_buf_t *out, mpm_err_t *err)
     return rc;
 }
 
+/* Reads the bytes of chunk d of input `name` from fd into dst. 0, or -1 with
+ * err set. */
+static int read_chunk(int fd, const char *name, const mpm_chunk_desc_t *d, char *dst,
+                      mpm_err_t *err)
+{
+    long long r = mpm__pread_full(fd, dst, (size_t)d->len, d->offset);
+    if (r == (long long)d->len) return 0;
+    return mpm_err_set(err, -1, "cannot read '%s' at byte %llu: %s", name,
+                       (unsigned long long)(d->offset + (r > 0 ? (uint64_t)r : 0)),
+                       r < 0 ? strerror(errno) : "file shrank during the run");
+}
+
 /* Runs on a pool thread: read the bytes if needed, then map the chunk. */
 static void job_work(mpm_task_t *t, int tid)
 {
@@ -288,19 +286,9 @@ static void job_work(mpm_task_t *t, int tid)
                 goto fail;
             }
             j->buf = nb;
-            size_t got = 0;
-            while (got < j->d.len) {
-                ssize_t r = pread(e->fds[j->d.input], j->buf + CHUNK_HDR + got,
-                                  (size_t)j->d.len - got, (off_t)(j->d.offset + got));
-                if (r < 0 && errno == EINTR) continue;
-                if (r <= 0) {
-                    mpm_err_set(&err, -1, "cannot read '%s' at byte %llu: %s", in->name,
-                                (unsigned long long)(j->d.offset + got),
-                                r < 0 ? strerror(errno) : "file shrank during the run");
-                    j->status = ST_ENGINE;
-                    goto fail;
-                }
-                got += (size_t)r;
+            if (read_chunk(e->fds[j->d.input], in->name, &j->d, j->buf + CHUNK_HDR, &err) < 0) {
+                j->status = ST_ENGINE;
+                goto fail;
             }
         }
         c.data = j->data ? j->data : j->buf + CHUNK_HDR;
@@ -418,11 +406,6 @@ typedef struct pending_s {
     int release; /* input whose mapping this send reads, or -1 */
 } pending_t;
 
-typedef struct failure_s {
-    uint64_t index;
-    char *text; /* "WHERE: reason" */
-} failure_t;
-
 /* What the next chunk to hand out is. */
 enum { NEXT_RUN = 0, NEXT_JOURNALED = 1, NEXT_FAILED = 2 };
 
@@ -444,12 +427,12 @@ typedef struct master_s {
     char next_err[512];
     int64_t next_err_offset;
     pending_t *sends;
-    int nsends, cap_sends;
+    size_t nsends, cap_sends;
     /* chunks to send again (--retries) */
     mpm_chunk_desc_t *retry;
     size_t nretry, cap_retry;
     /* chunks that failed for good */
-    failure_t *failures;
+    uint64_t *failures; /* their chunk indexes (each reason was printed when it failed) */
     size_t nfail, cap_fail;
     /* a fatal error: the run stops; the lowest failing chunk is reported */
     int failed;
@@ -457,7 +440,7 @@ typedef struct master_s {
     int err_input;
     int64_t err_offset;
     char err_msg[640];
-    uint64_t chunks_done, reused, cancelled, retried;
+    uint64_t chunks_done, reused, cancelled;
     void *jpartial; /* reduced kernels: partials of the chunks taken from the journal */
     struct openseg_s *osegs; /* segments whose chunks arrived, not yet journaled */
     size_t nosegs, cap_osegs;
@@ -466,7 +449,6 @@ typedef struct master_s {
     uint64_t done_extent; /* bytes (integers for ranges) of the chunks finished or failed */
     int rows_to_tty;      /* rows go to a terminal: erase the progress bar first */
     int interrupted; /* the signal number */
-    int interrupt_rank;
     double deadline;
 } master_t;
 
@@ -521,6 +503,7 @@ static void master_record_error(master_t *m, uint64_t index, int input, int64_t 
                                 const char *msg, size_t len)
 {
     m->stop = 1;
+    m->nretry = 0; /* nothing more is sent */
     if (m->failed && m->err_index <= index) return;
     m->failed = 1;
     m->err_index = index;
@@ -586,13 +569,7 @@ static void master_skip_slot(master_t *m, uint64_t index)
 
 static int push_retry(master_t *m, const mpm_chunk_desc_t *d)
 {
-    if (m->nretry == m->cap_retry) {
-        size_t nc = m->cap_retry ? 2 * m->cap_retry : 16;
-        mpm_chunk_desc_t *p = realloc(m->retry, nc * sizeof *p);
-        if (!p) return -1;
-        m->retry = p;
-        m->cap_retry = nc;
-    }
+    if (mpm__grow(&m->retry, &m->cap_retry, m->nretry + 1, sizeof *m->retry) < 0) return -1;
     m->retry[m->nretry++] = *d;
     return 0;
 }
@@ -620,10 +597,7 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
                 (unsigned long long)d->index, attempts, cfg->retries + 1);
         mpm_chunk_desc_t again = *d;
         again.attempt = attempts;
-        if (push_retry(m, &again) == 0) {
-            m->retried++;
-            return;
-        }
+        if (push_retry(m, &again) == 0) return;
     }
     if (e->journal) {
         mpm_err_t err = {.offset = -1, .msg = ""};
@@ -640,22 +614,11 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
     char tail[96] = "";
     if (attempts > 1) snprintf(tail, sizeof tail, " (after %u attempts)", attempts);
     MPM_LOG(MPM_LOG_ERROR, "%s%s%s", w, text, tail);
-    if (m->nfail == m->cap_fail) {
-        size_t nc = m->cap_fail ? 2 * m->cap_fail : 16;
-        failure_t *p = realloc(m->failures, nc * sizeof *p);
-        if (!p) {
-            master_record_error(m, d->index, -1, -1, "out of memory", 13);
-            return;
-        }
-        m->failures = p;
-        m->cap_fail = nc;
+    if (mpm__grow(&m->failures, &m->cap_fail, m->nfail + 1, sizeof *m->failures) < 0) {
+        master_record_error(m, d->index, -1, -1, "out of memory", 13);
+        return;
     }
-    size_t tl = strlen(w) + strlen(text) + strlen(tail) + 1;
-    char *t = malloc(tl);
-    if (t) snprintf(t, tl, "%s%s%s", w, text, tail);
-    m->failures[m->nfail].index = d->index;
-    m->failures[m->nfail].text = t;
-    m->nfail++;
+    m->failures[m->nfail++] = d->index;
     master_skip_slot(m, d->index);
 }
 
@@ -694,24 +657,12 @@ static void oseg_add(master_t *m, uint64_t key, const mpm_chunk_desc_t *d)
 {
     openseg_t *o = oseg_find(m, key);
     if (!o) {
-        if (m->nosegs == m->cap_osegs) {
-            size_t nc = m->cap_osegs ? 2 * m->cap_osegs : 16;
-            openseg_t *p = realloc(m->osegs, nc * sizeof *p);
-            if (!p) goto oom;
-            m->osegs = p;
-            m->cap_osegs = nc;
-        }
+        if (mpm__grow(&m->osegs, &m->cap_osegs, m->nosegs + 1, sizeof *m->osegs) < 0) goto oom;
         o = &m->osegs[m->nosegs++];
         memset(o, 0, sizeof *o);
         o->key = key;
     }
-    if (o->n == o->cap) {
-        size_t nc = o->cap ? 2 * o->cap : 16;
-        mpm_jid_t *p = realloc(o->ids, nc * sizeof *p);
-        if (!p) goto oom;
-        o->ids = p;
-        o->cap = nc;
-    }
+    if (mpm__grow(&o->ids, &o->cap, o->n + 1, sizeof *o->ids) < 0) goto oom;
     o->ids[o->n++] = (mpm_jid_t){.input = d->input, .offset = d->offset, .len = chunk_extent(d)};
     return;
 oom:
@@ -765,12 +716,11 @@ static void master_flush_segments(master_t *m)
 }
 
 /* Takes ownership of buf (a result message: header + rows + partial). */
-static void master_result(master_t *m, int src, char *buf, size_t len)
+static void master_result(master_t *m, int src, char *buf)
 {
     engine_t *e = m->e;
     result_hdr_t h;
     memcpy(&h, buf, sizeof h);
-    (void)len;
     m->inflight[src]--;
     if (h.status == ST_CANCELLED) {
         m->cancelled++;
@@ -847,16 +797,9 @@ static int master_load_segments(master_t *m)
 }
 
 /* Makes room for n more pending sends; 0 or -1. */
-static int master_reserve_sends(master_t *m, int n)
+static int master_reserve_sends(master_t *m, size_t n)
 {
-    if (m->nsends + n <= m->cap_sends) return 0;
-    int cap = m->cap_sends ? 2 * m->cap_sends : 64;
-    while (cap < m->nsends + n) cap *= 2;
-    pending_t *p = realloc(m->sends, (size_t)cap * sizeof *p);
-    if (!p) return -1;
-    m->sends = p;
-    m->cap_sends = cap;
-    return 0;
+    return mpm__grow(&m->sends, &m->cap_sends, m->nsends + n, sizeof *m->sends);
 }
 
 static void master_isend(master_t *m, const void *p, size_t n, int dst, int tag, char *owned,
@@ -927,26 +870,14 @@ static int master_prepare_retry(master_t *m, const mpm_chunk_desc_t *d)
     if (in->kind == MPM_IN_MEMORY) {
         memcpy(buf + CHUNK_HDR, in->data + d->offset, (size_t)d->len);
     } else {
+        mpm_err_t err = {.offset = -1, .msg = ""};
         int fd = open(in->name, O_RDONLY | O_CLOEXEC);
-        size_t got = 0;
-        char msg[600] = "";
-        if (fd < 0) snprintf(msg, sizeof msg, "cannot open '%s': %s", in->name, strerror(errno));
-        while (fd >= 0 && got < d->len) {
-            ssize_t r = pread(fd, buf + CHUNK_HDR + got, (size_t)d->len - got,
-                              (off_t)(d->offset + got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) {
-                snprintf(msg, sizeof msg, "cannot read '%s' at byte %llu: %s", in->name,
-                         (unsigned long long)(d->offset + got),
-                         r < 0 ? strerror(errno) : "file shrank during the run");
-                break;
-            }
-            got += (size_t)r;
-        }
+        int bad = fd < 0 ? mpm_err_set(&err, -1, "cannot open '%s': %s", in->name, strerror(errno))
+                         : read_chunk(fd, in->name, d, buf + CHUNK_HDR, &err);
         if (fd >= 0) close(fd);
-        if (msg[0]) {
+        if (bad) {
             free(buf);
-            master_chunk_failed(m, d, -1, msg, strlen(msg), 0);
+            master_chunk_failed(m, d, -1, err.msg, strlen(err.msg), 0);
             return 0;
         }
     }
@@ -997,7 +928,7 @@ static int master_next(master_t *m)
     m->next_kind = NEXT_RUN;
     if (e->journal) {
         const mpm_jentry_t *je = mpm__journal_find(e->journal, m->next_d.input, m->next_d.offset);
-        if (je && je->state == MPM_J_DONE && (!e->chunk_partials || je->covered)) {
+        if (je && je->state == MPM_J_DONE && (!e->segs || je->covered)) {
             if (je->len != chunk_extent(&m->next_d)) {
                 char msg[600];
                 snprintf(msg, sizeof msg,
@@ -1084,7 +1015,6 @@ static void master_interrupt(master_t *m, int sig, int rank)
 {
     engine_t *e = m->e;
     m->interrupted = sig;
-    m->interrupt_rank = rank;
     m->stop = 1;
     m->deadline = mpm__now() + e->cfg->grace;
     m->nretry = 0;
@@ -1112,11 +1042,10 @@ static int master_poll(master_t *m, double wait_s)
         job_seal(j);
         if (j->data) mpm__split_release(m->split, j->d.input);
         char *buf = j->out.data;
-        size_t len = j->out.len;
         j->out.data = NULL;
         j->out.len = j->out.cap = 0;
         job_free(j);
-        master_result(m, 0, buf, len);
+        master_result(m, 0, buf);
         progress = 1;
         t = next;
     }
@@ -1135,7 +1064,7 @@ static int master_poll(master_t *m, double wait_s)
         mpi_check(MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, TAG_RESULT, e->comm,
                            MPI_STATUS_IGNORE),
                   "MPI_Recv");
-        master_result(m, st.MPI_SOURCE, buf, (size_t)count);
+        master_result(m, st.MPI_SOURCE, buf);
         progress = 1;
     }
     for (;;) {
@@ -1154,7 +1083,7 @@ static int master_poll(master_t *m, double wait_s)
         progress = 1;
     }
     /* Free the buffers of chunk sends that completed. */
-    for (int i = 0; i < m->nsends;) {
+    for (size_t i = 0; i < m->nsends;) {
         int done = 0;
         mpi_check(MPI_Test(&m->sends[i].req, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (done) {
@@ -1191,10 +1120,10 @@ static int merge_local(engine_t *e, mpm_err_t *err)
     return 0;
 }
 
-static int cmp_failure(const void *a, const void *b)
+static int cmp_u64(const void *a, const void *b)
 {
-    const failure_t *x = a, *y = b;
-    return x->index < y->index ? -1 : x->index > y->index;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* The end of a run with failed chunks: how many, which (sorted: the same for
@@ -1203,13 +1132,13 @@ static int cmp_failure(const void *a, const void *b)
 static void master_report_failures(master_t *m, const char *kept)
 {
     engine_t *e = m->e;
-    qsort(m->failures, m->nfail, sizeof *m->failures, cmp_failure);
+    qsort(m->failures, m->nfail, sizeof *m->failures, cmp_u64);
     uint64_t total = m->chunks_done + m->nfail;
     char list[400] = "";
     size_t used = 0;
     for (size_t i = 0; i < m->nfail && i < MAX_LISTED && used < sizeof list - 32; i++)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%llu", i ? ", " : "",
-                                 (unsigned long long)m->failures[i].index);
+                                 (unsigned long long)m->failures[i]);
     if (m->nfail > MAX_LISTED) snprintf(list + used, sizeof list - used, ", ...");
     MPM_LOG(MPM_LOG_ERROR, "%zu of %llu chunk%s failed (chunk%s %s)%s", m->nfail,
             (unsigned long long)total, total == 1 ? "" : "s", m->nfail == 1 ? "" : "s", list,
@@ -1255,7 +1184,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         } else if (mpm__split_open(&m.split, e->in->v, e->in->n, e->chunk_size, e->k->records,
                                    e->io == MPM_IO_MASTER, CHUNK_HDR, &err) < 0) {
             master_record_error(&m, 0, -1, -1, err.msg, strlen(err.msg));
-        } else if (e->journal && e->chunk_partials) {
+        } else if (e->journal && e->segs) {
             master_load_segments(&m);
         }
     }
@@ -1293,7 +1222,6 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         progress |= master_poll(&m, wait);
         mpm__progress_tick(&m.progress, m.chunks_done + m.nfail, m.done_extent, 0);
         idle = progress ? 0 : idle + 1;
-        if (m.stop && m.nretry && !m.interrupted && m.failed) m.nretry = 0;
         if (m.interrupted && !all_idle(&m) && mpm__now() > m.deadline) {
             abandoned = 1;
             break;
@@ -1318,7 +1246,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
         MPI_Abort(e->comm, MPM_EXIT_INTERRUPTED);
     }
-    for (int i = 0; i < m.nsends; i++) {
+    for (size_t i = 0; i < m.nsends; i++) {
         mpi_check(MPI_Wait(&m.sends[i].req, MPI_STATUS_IGNORE), "MPI_Wait");
         free(m.sends[i].buf);
         if (m.sends[i].release >= 0) mpm__split_release(m.split, m.sends[i].release);
@@ -1423,7 +1351,6 @@ static int run_master(engine_t *e, const int *windows, double t_start)
                 (unsigned long long)e->chunk_size, e->io == MPM_IO_SHARED ? "shared" : "master");
     }
     for (uint64_t i = 0; m.ring && i < m.ring_cap; i++) free(m.ring[i].buf);
-    for (size_t i = 0; i < m.nfail; i++) free(m.failures[i].text);
     free(m.failures);
     free(m.retry);
     free(m.ring);
@@ -1442,7 +1369,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
 typedef struct worker_s {
     engine_t *e;
     job_t **sends;
-    int nsends, cap_sends;
+    size_t nsends, cap_sends;
     int cancelled; /* TAG_CANCEL came: chunks arriving now go back unstarted */
 } worker_t;
 
@@ -1453,12 +1380,8 @@ static void worker_send(worker_t *w, job_t *j)
     job_seal(j);
     free(j->buf);
     j->buf = NULL;
-    if (w->nsends == w->cap_sends) {
-        w->cap_sends = w->cap_sends ? 2 * w->cap_sends : 64;
-        job_t **p = realloc(w->sends, (size_t)w->cap_sends * sizeof *p);
-        if (!p) MPI_Abort(e->comm, MPM_EXIT_FAIL);
-        w->sends = p;
-    }
+    if (mpm__grow(&w->sends, &w->cap_sends, w->nsends + 1, sizeof *w->sends) < 0)
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
     w->sends[w->nsends++] = j;
     if (j->out.len > INT_MAX) {
         j->status = ST_ENGINE;
@@ -1555,7 +1478,7 @@ static int run_worker(engine_t *e)
             progress = 1;
             t = next;
         }
-        for (int i = 0; i < w.nsends;) {
+        for (size_t i = 0; i < w.nsends;) {
             int done = 0;
             mpi_check(MPI_Test(&w.sends[i]->req, &done, MPI_STATUS_IGNORE), "MPI_Test");
             if (done) {
@@ -1912,7 +1835,6 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     e.chunk_size = cfg->chunk_size ? cfg->chunk_size : k->default_chunk_size;
     if (!e.chunk_size) e.chunk_size = 1 << 20;
 
-    e.chunk_partials = cfg->journal && k->partial_new;
     mpm__sig_run_begin();
     int rc = e.rank == 0 ? precheck(cfg, inputs) : 0;
     if (rc == 0 && e.rank == 0 && cfg->journal) rc = open_journal(&e);
@@ -1955,7 +1877,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         if (!e.partials || !ok) snprintf(msg, sizeof msg, "out of memory for partial results");
         if (!e.partials) ok = 0;
     }
-    if (ok && e.chunk_partials && !(e.segs = calloc((size_t)e.pl.nthreads, sizeof *e.segs))) {
+    if (ok && cfg->journal && k->partial_new && !(e.segs = calloc((size_t)e.pl.nthreads, sizeof *e.segs))) {
         snprintf(msg, sizeof msg, "out of memory");
         ok = 0;
     }

@@ -102,13 +102,7 @@ static int put_entry(mpm_journal_t *j, const mpm_jentry_t *e)
     }
     if (j->n >= UINT32_MAX - 1) return -1;
     if ((j->n + 1) * 2 > j->nslots && grow_slots(j) < 0) return -1;
-    if (j->n == j->cap) {
-        size_t nc = j->cap ? 2 * j->cap : 256;
-        mpm_jentry_t *nv = realloc(j->v, nc * sizeof *nv);
-        if (!nv) return -1;
-        j->v = nv;
-        j->cap = nc;
-    }
+    if (mpm__grow(&j->v, &j->cap, j->n + 1, sizeof *j->v) < 0) return -1;
     j->v[j->n] = *e;
     size_t h = (size_t)key_hash(e->input, e->offset) & (j->nslots - 1);
     while (j->slots[h]) h = (h + 1) & (j->nslots - 1);
@@ -117,17 +111,11 @@ static int put_entry(mpm_journal_t *j, const mpm_jentry_t *e)
     return 0;
 }
 
+/* 1 when all n bytes were read, 0 at a short file, -1 on an error. */
 static int pread_full(int fd, void *p, size_t n, uint64_t at)
 {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(at + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) return 0;
-        got += (size_t)r;
-    }
-    return 1;
+    long long r = mpm__pread_full(fd, p, n, at);
+    return r < 0 ? -1 : (size_t)r == n;
 }
 
 static int write_full(int fd, const void *p, size_t n)
@@ -212,8 +200,7 @@ static long next_line(const char **p, const char *end, const char **line)
 /* Checks the header against this run. Returns the header length, or a
  * negative value with err set (-2: does not match; -1: not a journal). */
 static long check_header(mpm_journal_t *j, const char *text, size_t len, const char *global,
-                         char *const *inputs, const char *const *names, int n, char **recorded,
-                         mpm_err_t *err)
+                         int n, char **recorded, mpm_err_t *err)
 {
     const char *p = text, *end = text + len, *line;
     long l = next_line(&p, end, &line);
@@ -251,8 +238,6 @@ static long check_header(mpm_journal_t *j, const char *text, size_t len, const c
     if (l != 4 + 16 || memcmp(line, "end ", 4)) goto bad;
     unsigned long long h = strtoull(line + 4, NULL, 16);
     if (h != (unsigned long long)XXH64(text, (size_t)(hdr_end - text), 0)) goto bad;
-    (void)inputs;
-    (void)names;
     return (long)(p - text);
 bad:
     return mpm_err_set(err, -1, "journal '%s': the header is damaged or lists different inputs "
@@ -270,13 +255,7 @@ static int add_segment(mpm_journal_t *j, uint64_t pos, const mpm_jid_t *ids, uin
         const mpm_jentry_t *e = mpm__journal_find(j, ids[i].input, ids[i].offset);
         if (!e || e->state != MPM_J_DONE || e->len != ids[i].len) return 0; /* ignored */
     }
-    if (j->nsegs == j->capsegs) {
-        size_t nc = j->capsegs ? 2 * j->capsegs : 64;
-        mpm_jsegment_t *p = realloc(j->segs, nc * sizeof *p);
-        if (!p) return -1;
-        j->segs = p;
-        j->capsegs = nc;
-    }
+    if (mpm__grow(&j->segs, &j->capsegs, j->nsegs + 1, sizeof *j->segs) < 0) return -1;
     j->segs[j->nsegs++] = (mpm_jsegment_t){.pos = pos, .n = n, .part_len = part_len};
     for (uint64_t i = 0; i < n; i++)
         ((mpm_jentry_t *)mpm__journal_find(j, ids[i].input, ids[i].offset))->covered = 1;
@@ -428,7 +407,7 @@ int mpm__journal_open(mpm_journal_t **jp, const char *path, int resume, const ch
                              errno ? strerror(errno) : "unexpected end of file");
             goto out;
         }
-        long hl = check_header(j, text, want, global, inputs, names, n, recorded, err);
+        long hl = check_header(j, text, want, global, n, recorded, err);
         free(text);
         if (hl < 0) {
             rc = hl == -2 ? -2 : -1;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mpimap/mpimap.h"
 
@@ -266,6 +267,32 @@ void mpm__log(int level, const char *file, int line, const char *fmt, ...)
                 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, mpm__log_rank, base ? base + 1 : file,
                 line, msg);
     }
+}
+
+int mpm__grow(void *pv, size_t *cap, size_t need, size_t size)
+{
+    void **v = pv;
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need) nc *= 2;
+    void *p = realloc(*v, nc * size);
+    if (!p) return -1;
+    *v = p;
+    *cap = nc;
+    return 0;
+}
+
+long long mpm__pread_full(int fd, void *p, size_t n, uint64_t at)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(at + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (long long)got;
 }
 
 int mpm__parse_size(const char *s, uint64_t *out)

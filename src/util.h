@@ -7,6 +7,7 @@
 #ifndef MPM_UTIL_H
 #define MPM_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -31,6 +32,15 @@ int mpm__parse_size(const char *s, uint64_t *out);
 /* Parses a whole decimal integer (optional sign, no junk); 0 or -1. */
 int mpm__parse_ll(const char *s, long long *out);
 int mpm__parse_u64(const char *s, uint64_t *out);
+
+/* Makes room for `need` elements of `size` bytes in the array *pv of
+ * capacity *cap (doubling, from 16). 0, or -1 when out of memory (the array
+ * is left as it was). */
+int mpm__grow(void *pv, size_t *cap, size_t need, size_t size);
+
+/* pread() until n bytes, end of file or an error (EINTR retried). Returns the
+ * bytes read (fewer than n at end of file), or -1 with errno set. */
+long long mpm__pread_full(int fd, void *p, size_t n, uint64_t at);
 
 /* Monotonic seconds. */
 double mpm__now(void);
