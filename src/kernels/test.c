@@ -6,6 +6,9 @@
  *   count  reduced: "lines<TAB>bytes<TAB>words" over all chunks
  *   noop   reduced: "bytes" only; map touches nothing (engine overhead)
  *   sleep  each line is a number of microseconds to sleep, then echoed
+ *   spin   reduced like noop, but map() busy-loops --ns-per-byte ns for each
+ *          byte of its chunk: a compute cost proportional to the bytes, for
+ *          measuring how well transfers hide behind computation
  * --fail-on TEXT makes map fail on a line equal to TEXT (error paths);
  * --flaky FILE makes a chunk holding the line "FLAKY" fail until FILE exists,
  * creating FILE when it fails (so the next attempt succeeds: --retries).
@@ -23,17 +26,22 @@
 #include "../util.h"
 #include "mpimap/mpimap.h"
 
-enum { T_ECHO, T_COUNT, T_NOOP, T_SLEEP };
+enum { T_ECHO, T_COUNT, T_NOOP, T_SLEEP, T_SPIN };
 
 typedef struct test_opts_s {
     int mode;
     const char *fail_on;
     const char *flaky;
+    double ns_per_byte;
 } test_opts_t;
 
 static const mpm_option_t test_options[] = {
     {"mode", 'm', MPM_OPT_CHOICE, offsetof(test_opts_t, mode), "MODE",
-     "echo|count|noop|sleep (default echo)", 0, -1, "echo|count|noop|sleep"},
+     "echo|count|noop|sleep|spin (default echo)", 0, -1, "echo|count|noop|sleep|spin"},
+    {"ns-per-byte", 0, MPM_OPT_DOUBLE, offsetof(test_opts_t, ns_per_byte), "NS",
+     "spin mode: busy-loop NS nanoseconds per byte of each chunk (default 8: one byte's time "
+     "on a 1 Gbit/s link)",
+     0, 1000000, NULL},
     {"fail-on", 0, MPM_OPT_STRING, offsetof(test_opts_t, fail_on), "TEXT",
      "fail the chunk holding a line equal to TEXT", 0, -1, NULL},
     {"flaky", 0, MPM_OPT_STRING, offsetof(test_opts_t, flaky), "FILE",
@@ -41,7 +49,21 @@ static const mpm_option_t test_options[] = {
      NULL},
     {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
 
-static void test_init(void *o) { memset(o, 0, sizeof(test_opts_t)); }
+static void test_init(void *o)
+{
+    memset(o, 0, sizeof(test_opts_t));
+    ((test_opts_t *)o)->ns_per_byte = 8;
+}
+
+/* Busy-loops (no sleep: the core stays busy) for ns nanoseconds. */
+static void spin_ns(double ns)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((double)(t.tv_sec - t0.tv_sec) * 1e9 + (double)(t.tv_nsec - t0.tv_nsec) < ns);
+}
 
 static int test_check(void *op, int argc, char **argv, mpm_inputs_t *in, mpm_err_t *err)
 {
@@ -76,7 +98,7 @@ static const char *const noop_cols[] = {"bytes", NULL};
 static const char *const *test_columns(const void *op)
 {
     int m = ((const test_opts_t *)op)->mode;
-    return m == T_COUNT ? count_cols : m == T_NOOP ? noop_cols : echo_cols;
+    return m == T_COUNT ? count_cols : m == T_NOOP || m == T_SPIN ? noop_cols : echo_cols;
 }
 
 static int test_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t fmt,
@@ -85,7 +107,8 @@ static int test_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t
     const test_opts_t *o = op;
     test_partial_t *total = pp, acc = {0, 0, 0}, *t = &acc;
     t->bytes += c->len;
-    if (o->mode == T_NOOP) {
+    if (o->mode == T_NOOP || o->mode == T_SPIN) {
+        if (o->mode == T_SPIN) spin_ns(o->ns_per_byte * (double)c->len);
         total->bytes += c->len;
         return 0;
     }
@@ -179,7 +202,7 @@ static int test_finish(const void *op, void *pp, mpm_format_t fmt, mpm_buf_t *ou
     if (o->mode == T_COUNT) {
         mpm_val_t v[3] = {{a, (size_t)la, 1}, {b, (size_t)lb, 1}, {c, (size_t)lc, 1}};
         r = mpm_emit_row(out, fmt, count_cols, v, 3);
-    } else if (o->mode == T_NOOP) {
+    } else if (o->mode == T_NOOP || o->mode == T_SPIN) {
         mpm_val_t v = {b, (size_t)lb, 1};
         r = mpm_emit_row(out, fmt, noop_cols, &v, 1);
     }
@@ -189,7 +212,7 @@ static int test_finish(const void *op, void *pp, mpm_format_t fmt, mpm_buf_t *ou
 const mpm_kernel_t mpm_kernel_test = {
     .abi = MPM_KERNEL_ABI,
     .name = "test",
-    .summary = "engine test kernel: echo, count, sleep or do nothing with lines",
+    .summary = "engine test kernel: echo, count, sleep, spin or do nothing with lines",
     .synopsis = "[FILE...]",
     .description = "For testing and measuring the engine without a real workload.\n",
     .options = test_options,
