@@ -25,6 +25,7 @@ void mpm_config_init(mpm_config_t *cfg)
     cfg->bind = MPM_BIND_CORE;
     cfg->grace = 20;
     cfg->progress_interval = 10;
+    cfg->trace_max = 20000;
 }
 
 /* Engine options. `verbose` counts repetitions. */
@@ -56,6 +57,22 @@ static const mpm_option_t engine_options[] = {
      "core|none"},
     {"report-bindings", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, report_bindings), NULL,
      "print each rank's host, cpuset and the core of every compute thread", 0, -1, NULL},
+    {"dedicated-master", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, dedicated_master), NULL,
+     "rank 0 only reads, dispatches and writes: it computes no chunk itself when there are "
+     "other ranks (for many ranks, or to measure the workers alone)",
+     0, -1, NULL},
+    {"metrics", 0, MPM_OPT_STRING, offsetof(mpm_config_t, metrics), "FILE.json",
+     "write the run's counters to FILE.json: options, topology, and per rank and thread the "
+     "chunks, bytes, compute, idle, MPI and output times and the share of transfer time hidden "
+     "behind computation",
+     0, -1, NULL},
+    {"trace", 0, MPM_OPT_STRING, offsetof(mpm_config_t, trace), "FILE.json",
+     "write a timeline in Chrome trace-event format (Perfetto, chrome://tracing): one track per "
+     "rank and thread with receive, compute, send, write and idle spans",
+     0, -1, NULL},
+    {"trace-max", 0, MPM_OPT_INT, offsetof(mpm_config_t, trace_max), "N",
+     "spans kept per thread in --trace (default 20000; later spans are counted, not kept)", 1,
+     100000000, NULL},
     {"allow-empty", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, allow_empty), NULL,
      "accept empty input files (an error by default: usually a failed upstream step)", 0, -1,
      NULL},

@@ -1172,6 +1172,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         m.stop = 1;
     } else {
         memcpy(m.window, windows, (size_t)e->size * sizeof *windows);
+        if (e->cfg->dedicated_master && e->size > 1) m.window[0] = 0; /* rank 0 computes nothing */
     }
     mpm_err_t err = {.offset = -1, .msg = ""};
     if (!m.failed) {

@@ -73,6 +73,10 @@ typedef struct mpm_config_s {
     int fail_fast;       /* --fail-fast: stop the run at the first failed chunk */
     int progress;              /* --progress auto|on|off (0, 1, 2) */
     double progress_interval;  /* --progress-interval SECONDS without a terminal (default 10) */
+    int dedicated_master; /* --dedicated-master: rank 0 computes nothing when there are workers */
+    const char *metrics;  /* --metrics FILE.json: counters of every rank and thread (NULL: none) */
+    const char *trace;    /* --trace FILE.json: Chrome trace-event timeline (NULL: none) */
+    long long trace_max;  /* --trace-max N: spans kept per thread (default 20000) */
 } mpm_config_t;
 
 void mpm_config_init(mpm_config_t *cfg);
