@@ -22,4 +22,9 @@ typedef struct mpm_cli_s {
 int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli);
 void mpm__cli_free(mpm_cli_t *cli);
 
+/* Appends a JSON object {"name": value, ...} of every option of `table`
+ * (NULL: the engine's options, read from an mpm_config_t) as stored in base.
+ * 0, or -1 when out of memory. */
+int mpm__options_json(mpm_buf_t *b, const mpm_option_t *table, const void *base);
+
 #endif

@@ -69,11 +69,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "cli.h"
 #include "journal.h"
 #include "mpimap/mpimap.h"
+#include "obs.h"
 #include "output.h"
 #include "pool.h"
 #include "progress.h"
@@ -90,7 +93,9 @@ enum {
     TAG_DATA = 105,
     TAG_CANCEL = 106,   /* master -> worker: drop the chunks not started */
     TAG_INTERRUPT = 107, /* worker -> master: this rank was signalled */
-    TAG_SEGMENTS = 108   /* worker -> master at STOP: its open segments */
+    TAG_SEGMENTS = 108,  /* worker -> master at STOP: its open segments */
+    TAG_CLOCK = 109,     /* --trace: clock offset ping-pongs at the start */
+    TAG_OBS = 110        /* --metrics/--trace/-v: a rank's counters and spans at the end */
 };
 
 /* STOP status: what workers do with their partials. */
@@ -159,6 +164,7 @@ typedef struct job_s {
     int seg_closed;
     int status;
     int64_t err_offset;
+    double read_s; /* time this chunk's bytes took to pread (metrics) */
     MPI_Request req; /* worker: the result Isend */
 } job_t;
 
@@ -184,7 +190,36 @@ struct engine_s {
     char (*affinity)[96];
     long *tids;
     int inits; /* pool threads past thread_init (atomic) */
+    mpm_obs_t *obs; /* counters and spans (--metrics, --trace, -v), or NULL */
+    /* what the master counted, for the metrics document */
+    uint64_t m_done, m_reused, m_failed, m_bytes;
 };
+
+/* Main-thread timing helpers: a no-op without metrics. */
+static double ob_now(const engine_t *e) { return e->obs ? mpm__now() : 0; }
+static double ob_busy(const engine_t *e, double now) { return e->obs ? mpm__obs_busy(e->obs, now) : 0; }
+static mpm_tstat_t *ob_main(const engine_t *e) { return &e->obs->th[e->obs->nthreads]; }
+static void ob_poll(const engine_t *e, double a)
+{
+    if (e->obs) ob_main(e)->poll_s += mpm__now() - a;
+}
+/* A stretch of main-thread time of this kind (write, read, idle). */
+static void ob_main_span(const engine_t *e, int kind, double a, int64_t chunk, uint64_t bytes)
+{
+    if (!e->obs) return;
+    double b = mpm__now();
+    mpm_tstat_t *m = ob_main(e);
+    if (kind == MPM_SP_WRITE) m->write_s += b - a;
+    else if (kind == MPM_SP_READ) m->split_s += b - a;
+    else if (kind == MPM_SP_IDLE) m->wait_s += b - a;
+    if (kind != MPM_SP_IDLE || b - a >= 20e-6)
+        mpm__obs_span(e->obs, e->obs->nthreads, kind, a, b, chunk, bytes);
+}
+static void ob_transfer(const engine_t *e, int kind, double a, double busy_a, int64_t chunk,
+                        uint64_t bytes)
+{
+    if (e->obs) mpm__obs_transfer(e->obs, kind, a, mpm__now(), busy_a, chunk, bytes);
+}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -262,9 +297,8 @@ static int read_chunk(int fd, const char *name, const mpm_chunk_desc_t *d, char 
 }
 
 /* Runs on a pool thread: read the bytes if needed, then map the chunk. */
-static void job_work(mpm_task_t *t, int tid)
+static void job_run(job_t *j, int tid)
 {
-    job_t *j = (job_t *)t;
     engine_t *e = j->e;
     mpm_err_t err = {.offset = -1, .msg = ""};
     if (j->status) return; /* failed before it was queued (message in out) */
@@ -286,7 +320,10 @@ static void job_work(mpm_task_t *t, int tid)
                 goto fail;
             }
             j->buf = nb;
-            if (read_chunk(e->fds[j->d.input], in->name, &j->d, j->buf + CHUNK_HDR, &err) < 0) {
+            double r0 = e->obs ? mpm__now() : 0;
+            int rr = read_chunk(e->fds[j->d.input], in->name, &j->d, j->buf + CHUNK_HDR, &err);
+            if (e->obs) j->read_s = mpm__now() - r0;
+            if (rr < 0) {
                 j->status = ST_ENGINE;
                 goto fail;
             }
@@ -334,6 +371,31 @@ fail:
     j->seg_closed = 0;
     j->out.len = RESULT_HDR;
     mpm_buf_append(&j->out, err.msg, strlen(err.msg));
+}
+
+static void job_work(mpm_task_t *t, int tid)
+{
+    job_t *j = (job_t *)t;
+    mpm_obs_t *o = j->e->obs;
+    if (!o || j->status) {
+        job_run(j, tid);
+        return;
+    }
+    double a = mpm__now();
+    mpm__obs_task_begin(o, tid, a);
+    job_run(j, tid);
+    double b = mpm__now();
+    mpm_tstat_t *s = &o->th[tid];
+    s->chunks++;
+    s->failed += j->status != 0;
+    s->bytes_in += j->d.len;
+    if (!j->status) s->bytes_out += j->out.len - RESULT_HDR;
+    s->read_s += j->read_s;
+    s->compute_s += b - a - j->read_s;
+    if (j->read_s > 0)
+        mpm__obs_span(o, tid, MPM_SP_READ, a, a + j->read_s, (int64_t)j->d.index, j->d.len);
+    mpm__obs_span(o, tid, MPM_SP_COMPUTE, a + j->read_s, b, (int64_t)j->d.index, j->d.len);
+    mpm__obs_task_end(o, tid, b);
 }
 
 static job_t *job_new(engine_t *e, const mpm_chunk_desc_t *d, char *buf)
@@ -835,8 +897,10 @@ static int master_send_chunk(master_t *m, int dst)
         if (mapped) d->has_data = MPM_DATA_SEPARATE;
         memcpy(buf, d, sizeof *d);
         size_t n = CHUNK_HDR + (d->has_data == MPM_DATA_INLINE ? (size_t)d->len : 0);
+        double t0 = ob_now(e), b0 = ob_busy(e, t0);
         master_isend(m, buf, n, dst, TAG_CHUNK, buf, -1);
         if (mapped) master_isend(m, mapped, (size_t)d->len, dst, TAG_DATA, NULL, d->input);
+        ob_transfer(e, MPM_SP_SEND, t0, b0, (int64_t)d->index, n + (mapped ? d->len : 0));
     }
     m->inflight[dst]++;
     m->dispatched++;
@@ -910,7 +974,12 @@ static int master_next(master_t *m)
     }
     if (m->split_done) return 0;
     mpm_err_t err = {.offset = -1, .msg = ""};
+    double t0 = ob_now(e);
     int r = mpm__split_next_ref(m->split, &m->next_d, &m->next_buf, &m->next_data, &err);
+    if (e->obs && r > 0 && m->next_buf && m->next_d.len)
+        ob_main_span(e, MPM_SP_READ, t0, (int64_t)m->next_d.index, m->next_d.len);
+    else if (e->obs)
+        ob_main(e)->split_s += mpm__now() - t0;
     if (r < 0) {
         m->next_kind = NEXT_FAILED;
         snprintf(m->next_err, sizeof m->next_err, "%s", err.msg);
@@ -1035,7 +1104,9 @@ static int master_poll(master_t *m, double wait_s)
 {
     engine_t *e = m->e;
     int progress = 0;
+    double t0 = ob_now(e);
     mpm_task_t *t = mpm__pool_take_done(e->pool, wait_s);
+    if (wait_s > 0 && !t) ob_main_span(e, MPM_SP_IDLE, t0, -1, 0);
     while (t) {
         mpm_task_t *next = t->next;
         job_t *j = (job_t *)t;
@@ -1044,15 +1115,20 @@ static int master_poll(master_t *m, double wait_s)
         char *buf = j->out.data;
         j->out.data = NULL;
         j->out.len = j->out.cap = 0;
+        uint64_t index = j->d.index;
         job_free(j);
+        t0 = ob_now(e);
         master_result(m, 0, buf);
+        ob_main_span(e, MPM_SP_WRITE, t0, (int64_t)index, 0);
         progress = 1;
         t = next;
     }
     for (;;) {
         int flag = 0;
         MPI_Status st;
+        t0 = ob_now(e);
         mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, TAG_RESULT, e->comm, &flag, &st), "MPI_Iprobe");
+        ob_poll(e, t0);
         if (!flag) break;
         int count = 0;
         MPI_Get_count(&st, MPI_BYTE, &count);
@@ -1061,16 +1137,29 @@ static int master_poll(master_t *m, double wait_s)
             MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a result of %d bytes", count);
             MPI_Abort(e->comm, MPM_EXIT_FAIL);
         }
+        t0 = ob_now(e);
+        double b0 = ob_busy(e, t0);
         mpi_check(MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, TAG_RESULT, e->comm,
                            MPI_STATUS_IGNORE),
                   "MPI_Recv");
+        int64_t index = -1;
+        if ((size_t)count >= sizeof(result_hdr_t)) {
+            result_hdr_t h;
+            memcpy(&h, buf, sizeof h);
+            index = (int64_t)h.d.index;
+        }
+        ob_transfer(e, MPM_SP_RECV, t0, b0, index, (uint64_t)count);
+        t0 = ob_now(e);
         master_result(m, st.MPI_SOURCE, buf);
+        ob_main_span(e, MPM_SP_WRITE, t0, index, 0);
         progress = 1;
     }
     for (;;) {
         int flag = 0, sig = 0;
         MPI_Status st;
+        t0 = ob_now(e);
         mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, TAG_INTERRUPT, e->comm, &flag, &st), "MPI_Iprobe");
+        ob_poll(e, t0);
         if (!flag) break;
         mpi_check(MPI_Recv(&sig, 1, MPI_INT, st.MPI_SOURCE, TAG_INTERRUPT, e->comm,
                            MPI_STATUS_IGNORE),
@@ -1083,6 +1172,9 @@ static int master_poll(master_t *m, double wait_s)
         progress = 1;
     }
     /* Free the buffers of chunk sends that completed. */
+    t0 = ob_now(e);
+    double b0 = m->nsends ? ob_busy(e, t0) : 0;
+    size_t had = m->nsends;
     for (size_t i = 0; i < m->nsends;) {
         int done = 0;
         mpi_check(MPI_Test(&m->sends[i].req, &done, MPI_STATUS_IGNORE), "MPI_Test");
@@ -1094,10 +1186,13 @@ static int master_poll(master_t *m, double wait_s)
             i++;
         }
     }
+    if (had) ob_transfer(e, MPM_SP_SEND, t0, b0, -1, 0);
     if (e->journal) {
         mpm_err_t err = {.offset = -1, .msg = ""};
+        t0 = ob_now(e);
         if (mpm__journal_sync(e->journal, 0, &err) < 0)
             master_record_error(m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
+        if (e->obs) ob_main(e)->write_s += mpm__now() - t0;
     }
     return progress;
 }
@@ -1247,11 +1342,13 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
         MPI_Abort(e->comm, MPM_EXIT_INTERRUPTED);
     }
+    double t0 = ob_now(e), b0 = ob_busy(e, t0);
     for (size_t i = 0; i < m.nsends; i++) {
         mpi_check(MPI_Wait(&m.sends[i].req, MPI_STATUS_IGNORE), "MPI_Wait");
         free(m.sends[i].buf);
         if (m.sends[i].release >= 0) mpm__split_release(m.split, m.sends[i].release);
     }
+    if (m.nsends) ob_transfer(e, MPM_SP_SEND, t0, b0, -1, 0);
     m.nsends = 0;
 
     /* Stop the workers; gather their partials in rank order. */
@@ -1266,7 +1363,10 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
         for (int r = 1; r < e->size; r++) {
             int count = 0;
+            t0 = ob_now(e);
+            b0 = ob_busy(e, t0);
             char *buf = recv_whole(e, r, TAG_PARTIAL, &count);
+            ob_transfer(e, MPM_SP_RECV, t0, b0, -1, (uint64_t)count);
             if (m.failed) {
                 free(buf);
                 continue;
@@ -1279,12 +1379,14 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             if (p) e->k->partial_free(p);
         }
         if (!m.failed && e->k->finish) {
+            t0 = ob_now(e);
             mpm_buf_t fin = {0};
             if (e->k->finish(e->opts, e->partials[0], (mpm_format_t)e->cfg->format, &fin, &err) < 0)
                 master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
             else if (mpm__out_rows(&m.out, fin.data, fin.len) < 0)
                 master_record_error(&m, UINT64_MAX, -1, -1, m.out.err, strlen(m.out.err));
             mpm_buf_free(&fin);
+            ob_main_span(e, MPM_SP_WRITE, t0, -1, 0);
         }
     }
     if (e->journal) {
@@ -1298,6 +1400,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
 
     int rc = MPM_EXIT_OK;
     char *kept = NULL;
+    t0 = ob_now(e);
     if (m.failed || !m.split) {
         if (m.err_msg[0]) master_report_error(&m);
         mpm__out_abort(&m.out);
@@ -1339,6 +1442,11 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         rc = mpm__sig_pending() ? MPM_EXIT_INTERRUPTED : MPM_EXIT_FAIL;
     }
     free(kept);
+    ob_main_span(e, MPM_SP_WRITE, t0, -1, 0);
+    e->m_done = m.chunks_done;
+    e->m_reused = m.reused;
+    e->m_failed = m.nfail;
+    e->m_bytes = m.split ? mpm__split_bytes(m.split) : 0;
     double el = mpm__now() - t_start;
     if (rc == MPM_EXIT_OK) {
         uint64_t bytes = m.split ? mpm__split_bytes(m.split) : 0;
@@ -1392,8 +1500,10 @@ static void worker_send(worker_t *w, job_t *j)
                        (unsigned long long)j->d.index);
         job_seal(j);
     }
+    double t0 = ob_now(e), b0 = ob_busy(e, t0);
     mpi_check(MPI_Isend(j->out.data, (int)j->out.len, MPI_BYTE, 0, TAG_RESULT, e->comm, &j->req),
               "MPI_Isend");
+    ob_transfer(e, MPM_SP_SEND, t0, b0, (int64_t)j->d.index, j->out.len);
 }
 
 static int run_worker(engine_t *e)
@@ -1412,7 +1522,9 @@ static int run_worker(engine_t *e)
         while (!stopping) {
             int flag = 0;
             MPI_Status st;
+            double t0 = ob_now(e);
             mpi_check(MPI_Iprobe(0, MPI_ANY_TAG, e->comm, &flag, &st), "MPI_Iprobe");
+            ob_poll(e, t0);
             if (!flag) break;
             progress = 1;
             if (st.MPI_TAG == TAG_STOP) {
@@ -1437,6 +1549,9 @@ static int run_worker(engine_t *e)
                 MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %d bytes", count);
                 MPI_Abort(e->comm, MPM_EXIT_FAIL);
             }
+            t0 = ob_now(e);
+            double b0 = ob_busy(e, t0);
+            uint64_t got = (uint64_t)count;
             mpi_check(MPI_Recv(buf, count, MPI_BYTE, 0, st.MPI_TAG, e->comm, MPI_STATUS_IGNORE),
                       "MPI_Recv");
             mpm_chunk_desc_t d;
@@ -1454,7 +1569,9 @@ static int run_worker(engine_t *e)
                                    MPI_STATUS_IGNORE),
                           "MPI_Recv");
                 d.has_data = MPM_DATA_INLINE;
+                got += d.len;
             }
+            ob_transfer(e, MPM_SP_RECV, t0, b0, (int64_t)d.index, got);
             job_t *j = job_new(e, &d, buf);
             if (!j) {
                 MPM_LOG(MPM_LOG_ERROR, "out of memory");
@@ -1472,13 +1589,18 @@ static int run_worker(engine_t *e)
             wait = 50e-6 * (idle - SPIN_POLLS);
             if (wait > MAX_SLEEP) wait = MAX_SLEEP;
         }
+        double t0 = ob_now(e);
         mpm_task_t *t = mpm__pool_take_done(e->pool, wait);
+        if (wait > 0 && !t) ob_main_span(e, MPM_SP_IDLE, t0, -1, 0);
         while (t) {
             mpm_task_t *next = t->next;
             worker_send(&w, (job_t *)t);
             progress = 1;
             t = next;
         }
+        t0 = ob_now(e);
+        double b0 = w.nsends ? ob_busy(e, t0) : 0;
+        size_t had = w.nsends;
         for (size_t i = 0; i < w.nsends;) {
             int done = 0;
             mpi_check(MPI_Test(&w.sends[i]->req, &done, MPI_STATUS_IGNORE), "MPI_Test");
@@ -1490,6 +1612,7 @@ static int run_worker(engine_t *e)
                 i++;
             }
         }
+        if (had) ob_transfer(e, MPM_SP_SEND, t0, b0, -1, 0);
         if (stopping && w.nsends == 0 && mpm__pool_pending(e->pool) == 0) break;
         idle = progress ? 0 : idle + 1;
         if (!progress && idle <= SPIN_POLLS) sched_yield();
@@ -1528,13 +1651,47 @@ static int run_worker(engine_t *e)
                     err.msg[0] ? err.msg : "out of memory or larger than 2 GiB");
             MPI_Abort(e->comm, MPM_EXIT_FAIL);
         }
+        double t0 = ob_now(e), b0 = ob_busy(e, t0);
         mpi_check(MPI_Send(b.data, (int)b.len, MPI_BYTE, 0, TAG_PARTIAL, e->comm), "MPI_Send");
+        ob_transfer(e, MPM_SP_SEND, t0, b0, -1, b.len);
         mpm_buf_free(&b);
     }
     return MPM_EXIT_OK;
 }
 
 /* ---- set-up shared by all ranks ------------------------------------------- */
+
+/* A file the run will create: not a directory, in a directory that exists
+ * and can be written. 0, or -1 (printed). */
+static int check_writable(const char *what, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        MPM_LOG(MPM_LOG_ERROR, "%s '%s' is a directory", what, path);
+        return -1;
+    }
+    char *d = strdup(path);
+    if (!d) return -1;
+    char *slash = strrchr(d, '/');
+    const char *dir = ".";
+    if (slash) {
+        if (slash == d) slash[1] = 0;
+        else *slash = 0;
+        dir = d;
+    }
+    int rc = 0;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': directory '%s' does not exist", what, path,
+                dir);
+        rc = -1;
+    } else if (access(dir, W_OK | X_OK) < 0) {
+        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': directory '%s': %s", what, path, dir,
+                strerror(errno));
+        rc = -1;
+    }
+    free(d);
+    return rc;
+}
 
 /* Rank 0 checks inputs and output before anything runs. Returns an exit code. */
 static int precheck(const mpm_config_t *cfg, const mpm_inputs_t *in)
@@ -1573,36 +1730,10 @@ static int precheck(const mpm_config_t *cfg, const mpm_inputs_t *in)
             return MPM_EXIT_FAIL;
         }
     }
-    if (cfg->output && strcmp(cfg->output, "-")) {
-        if (out_exists && S_ISDIR(ost.st_mode)) {
-            MPM_LOG(MPM_LOG_ERROR, "output '%s' is a directory", cfg->output);
-            return MPM_EXIT_FAIL;
-        }
-        char *d = strdup(cfg->output);
-        if (!d) return MPM_EXIT_FAIL;
-        char *slash = strrchr(d, '/');
-        const char *dir = ".";
-        if (slash) {
-            if (slash == d) slash[1] = 0;
-            else *slash = 0;
-            dir = d;
-        }
-        struct stat dst;
-        int ok = stat(dir, &dst) == 0 && S_ISDIR(dst.st_mode);
-        if (!ok) {
-            MPM_LOG(MPM_LOG_ERROR, "cannot write output '%s': directory '%s' does not exist",
-                    cfg->output, dir);
-            free(d);
-            return MPM_EXIT_FAIL;
-        }
-        if (access(dir, W_OK | X_OK) < 0) {
-            MPM_LOG(MPM_LOG_ERROR, "cannot write output '%s': directory '%s': %s", cfg->output,
-                    dir, strerror(errno));
-            free(d);
-            return MPM_EXIT_FAIL;
-        }
-        free(d);
-    }
+    if (cfg->output && strcmp(cfg->output, "-") && check_writable("output", cfg->output) < 0)
+        return MPM_EXIT_FAIL;
+    if (cfg->metrics && check_writable("--metrics file", cfg->metrics) < 0) return MPM_EXIT_FAIL;
+    if (cfg->trace && check_writable("--trace file", cfg->trace) < 0) return MPM_EXIT_FAIL;
     return MPM_EXIT_OK;
 }
 
@@ -1819,6 +1950,291 @@ static void node_share(MPI_Comm comm, hwloc_const_cpuset_t allowed, int *index, 
     MPI_Comm_free(&node);
 }
 
+/* ---- metrics and trace (obs.h) -------------------------------------------- */
+
+/* --trace: this rank's clock minus rank 0's, in seconds, from MPI
+ * ping-pongs with rank 0 (the one with the shortest round trip of 8).
+ * Collective. */
+static double clock_offset(engine_t *e)
+{
+    double off = 0;
+    if (e->rank == 0) {
+        for (int r = 1; r < e->size; r++) {
+            double best = 1e30;
+            for (int i = 0; i < 8; i++) {
+                double t0 = mpm__now(), tr = 0;
+                mpi_check(MPI_Send(&t0, 1, MPI_DOUBLE, r, TAG_CLOCK, e->comm), "MPI_Send");
+                mpi_check(MPI_Recv(&tr, 1, MPI_DOUBLE, r, TAG_CLOCK, e->comm, MPI_STATUS_IGNORE),
+                          "MPI_Recv");
+                double t1 = mpm__now();
+                if (t1 - t0 < best) {
+                    best = t1 - t0;
+                    off = tr - (t0 + t1) / 2;
+                }
+            }
+            mpi_check(MPI_Send(&off, 1, MPI_DOUBLE, r, TAG_CLOCK, e->comm), "MPI_Send");
+        }
+        return 0;
+    }
+    for (int i = 0; i < 8; i++) {
+        double t0;
+        mpi_check(MPI_Recv(&t0, 1, MPI_DOUBLE, 0, TAG_CLOCK, e->comm, MPI_STATUS_IGNORE), "MPI_Recv");
+        double tr = mpm__now();
+        mpi_check(MPI_Send(&tr, 1, MPI_DOUBLE, 0, TAG_CLOCK, e->comm), "MPI_Send");
+    }
+    mpi_check(MPI_Recv(&off, 1, MPI_DOUBLE, 0, TAG_CLOCK, e->comm, MPI_STATUS_IGNORE), "MPI_Recv");
+    return off;
+}
+
+/* A report file: written to a temporary name next to it, renamed when
+ * complete (never a partial file under the final name). */
+typedef struct report_s {
+    const char *path;
+    char *tmp;
+    FILE *f;
+} report_t;
+
+static int report_open(report_t *r, const char *path)
+{
+    size_t n = strlen(path) + 64;
+    r->path = path;
+    r->f = NULL;
+    if (!(r->tmp = malloc(n))) return -1;
+    snprintf(r->tmp, n, "%s.tmp-%ld", path, (long)getpid());
+    r->f = fopen(r->tmp, "w");
+    return r->f ? 0 : -1;
+}
+
+/* Closes and renames; or removes the temporary file when bad. 0 or -1. */
+static int report_close(report_t *r, int bad, const char *what)
+{
+    int err = bad ? EIO : 0;
+    if (r->f) {
+        if (ferror(r->f) && !err) err = EIO;
+        if (fclose(r->f) != 0 && !err) err = errno;
+    } else if (!err) {
+        err = errno ? errno : EIO;
+    }
+    if (!err && rename(r->tmp, r->path) < 0) err = errno;
+    if (err) {
+        if (r->tmp) unlink(r->tmp);
+        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': %s", what, r->path, strerror(err));
+    }
+    free(r->tmp);
+    r->tmp = NULL;
+    return err ? -1 : 0;
+}
+
+/* Sends this rank's text to rank 0 (workers), or receives rank r's (rank 0). */
+static void obs_send(engine_t *e, const mpm_buf_t *b)
+{
+    int n = b->len > INT_MAX ? 0 : (int)b->len;
+    if (b->len > INT_MAX) MPM_LOG(MPM_LOG_ERROR, "metrics or trace of this rank exceed 2 GiB: left out");
+    mpi_check(MPI_Send(n ? b->data : "", n, MPI_BYTE, 0, TAG_OBS, e->comm), "MPI_Send");
+}
+
+static void json_inputs(const engine_t *e, mpm_buf_t *b)
+{
+    mpm_buf_append(b, "[", 1);
+    for (int i = 0; i < e->in->n; i++) {
+        const mpm_input_t *x = &e->in->v[i];
+        if (i) mpm_buf_append(b, ", ", 2);
+        if (x->kind == MPM_IN_RANGE)
+            mpm_buf_printf(b, "\"%llu:%llu\"", (unsigned long long)x->lo, (unsigned long long)x->hi);
+        else
+            mpm__json_string(b, x->name ? x->name : "-", strlen(x->name ? x->name : "-"));
+    }
+    mpm_buf_append(b, "]", 1);
+}
+
+/* Collective, after the run: every rank's counters go to rank 0, which
+ * prints the -v summary and writes --metrics and --trace. Returns rc, or
+ * MPM_EXIT_FAIL (rank 0) when a file cannot be written. */
+static int obs_report(engine_t *e, int rc, double t_start, double clock_off, double origin,
+                      const int *windows)
+{
+    mpm_obs_t *o = e->obs;
+    const mpm_config_t *cfg = e->cfg;
+    double end = mpm__now();
+    mpm__obs_close(o, end);
+
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    char cpuset[512] = "";
+    hwloc_bitmap_list_snprintf(cpuset, sizeof cpuset, e->pl.allowed);
+    int nt = e->pl.nthreads;
+    char(*pus)[128] = calloc((size_t)nt, sizeof *pus);
+    const char **pp = calloc((size_t)nt, sizeof *pp);
+    if (!pus || !pp) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory");
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    for (int t = 0; t < nt; t++) {
+        hwloc_bitmap_list_snprintf(pus[t], sizeof pus[t], e->pl.cpusets[t]);
+        pp[t] = pus[t];
+    }
+    mpm_obs_rank_t ri = {.rank = e->rank,
+                         .host = host,
+                         .pid = (long)getpid(),
+                         .cpuset = cpuset,
+                         .pus = pp,
+                         .bound = e->pl.bind,
+                         .elapsed = end - t_start,
+                         .clock_offset = clock_off};
+
+    /* The numbers, for the totals and the summary line. */
+    double v[MPM_OS_N + 1];
+    mpm__obs_sums(o, v);
+    v[MPM_OS_N] = nt;
+    double *all = e->rank == 0 ? calloc((size_t)e->size * (MPM_OS_N + 1), sizeof *all) : NULL;
+    char(*hosts)[256] = e->rank == 0 ? calloc((size_t)e->size, sizeof *hosts) : NULL;
+    if (e->rank == 0 && (!all || !hosts)) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory");
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    mpi_check(MPI_Gather(v, MPM_OS_N + 1, MPI_DOUBLE, all, MPM_OS_N + 1, MPI_DOUBLE, 0, e->comm),
+              "MPI_Gather");
+    mpi_check(MPI_Gather(host, sizeof host, MPI_CHAR, hosts, sizeof host, MPI_CHAR, 0, e->comm),
+              "MPI_Gather");
+    double tot[MPM_OS_N + 1] = {0};
+    for (int r = 0; all && r < e->size; r++)
+        for (int i = 0; i <= MPM_OS_N; i++) tot[i] += all[(size_t)r * (MPM_OS_N + 1) + i];
+    if (e->rank == 0) {
+        double th = tot[MPM_OS_THREAD_TIME] > 0 ? tot[MPM_OS_THREAD_TIME] : 1;
+        char hid[96] = "no transfers";
+        if (tot[MPM_OS_TRANSFER] > 0)
+            snprintf(hid, sizeof hid, "transfers %.3f s, %.0f%% hidden behind computation",
+                     tot[MPM_OS_TRANSFER], 100 * tot[MPM_OS_HIDDEN] / tot[MPM_OS_TRANSFER]);
+        MPM_LOG(MPM_LOG_INFO,
+                "metrics: %d rank%s, %.0f threads: compute %.3f s (%.0f%% of thread time), read "
+                "%.0f%%, idle %.0f%%; main threads: MPI %.3f s, writing output %.3f s; %s",
+                e->size, e->size == 1 ? "" : "s", tot[MPM_OS_N], tot[MPM_OS_COMPUTE],
+                100 * tot[MPM_OS_COMPUTE] / th, 100 * tot[MPM_OS_READ] / th,
+                100 * tot[MPM_OS_IDLE] / th, tot[MPM_OS_MPI], tot[MPM_OS_WRITE], hid);
+        if (tot[MPM_OS_DROPPED] > 0)
+            MPM_LOG(MPM_LOG_WARN,
+                    "--trace: %.0f spans beyond --trace-max %lld per thread were counted, not "
+                    "kept",
+                    tot[MPM_OS_DROPPED], cfg->trace_max);
+    }
+
+    int bad = 0;
+    mpm_buf_t b = {0};
+    if (cfg->metrics) {
+        if (mpm__obs_rank_json(o, &ri, &b) < 0) b.len = 0;
+        if (e->rank != 0) {
+            obs_send(e, &b);
+        } else {
+            report_t f;
+            bad = report_open(&f, cfg->metrics) < 0;
+            FILE *F = f.f;
+            mpm_buf_t h = {0};
+            char when[32] = "";
+            time_t now = time(NULL);
+            struct tm tm;
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+            mpm_buf_printf(&h,
+                           "{\n  \"mpimap\": {\"version\": \"%s\", \"kernel\": \"%s\", "
+                           "\"exit_code\": %d, \"finished_utc\": \"%s\", \"elapsed_s\": %.6f},\n"
+                           "  \"options\": {\"engine\": ",
+                           MPM_VERSION, e->k->name, rc, when, end - t_start);
+            mpm__options_json(&h, NULL, cfg);
+            mpm_buf_printf(&h, ",\n    \"kernel\": ");
+            mpm__options_json(&h, e->k->options ? e->k->options
+                                               : (const mpm_option_t[]){{NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}},
+                              e->opts);
+            mpm_buf_printf(&h, ",\n    \"inputs\": ");
+            json_inputs(e, &h);
+            mpm_buf_printf(&h, "},\n  \"topology\": {\"ranks\": %d, \"threads\": %.0f, \"hosts\": [",
+                           e->size, tot[MPM_OS_N]);
+            for (int r = 0, first = 1; r < e->size; r++) {
+                int seen = 0;
+                for (int q = 0; q < r; q++) seen |= !strcmp(hosts[q], hosts[r]);
+                if (seen) continue;
+                if (!first) mpm_buf_append(&h, ", ", 2);
+                first = 0;
+                mpm__json_string(&h, hosts[r], strlen(hosts[r]));
+            }
+            mpm_buf_printf(&h, "], \"threads_per_rank\": [");
+            for (int r = 0; r < e->size; r++)
+                mpm_buf_printf(&h, "%s%.0f", r ? ", " : "", all[(size_t)r * (MPM_OS_N + 1) + MPM_OS_N]);
+            mpm_buf_printf(&h, "], \"window_per_rank\": [");
+            for (int r = 0; r < e->size; r++)
+                mpm_buf_printf(&h, "%s%d", r ? ", " : "",
+                               r == 0 && cfg->dedicated_master && e->size > 1 ? 0 : windows[r]);
+            mpm_buf_printf(&h, "], \"io\": \"%s\", \"chunk_size\": %llu},\n",
+                           e->io == MPM_IO_SHARED ? "shared" : "master",
+                           (unsigned long long)e->chunk_size);
+            double tt = tot[MPM_OS_THREAD_TIME];
+            mpm_buf_printf(
+                &h,
+                "  \"totals\": {\"chunks\": %llu, \"chunks_computed\": %.0f, \"chunks_failed\": "
+                "%llu, \"chunks_from_journal\": %llu, \"input_size\": %llu, \"bytes_in\": %.0f, "
+                "\"bytes_out\": %.0f,\n    \"compute_s\": %.6f, \"read_s\": %.6f, \"idle_s\": "
+                "%.6f, \"busy_ratio\": %.4f, \"mpi_s\": %.6f, \"wait_output_s\": %.6f, "
+                "\"transfer_s\": %.6f, \"hidden_s\": %.6f, \"overlap_ratio\": %.4f, "
+                "\"trace_spans_dropped\": %.0f},\n  \"ranks\": [\n    ",
+                (unsigned long long)(e->m_done + e->m_failed), tot[MPM_OS_CHUNKS],
+                (unsigned long long)e->m_failed, (unsigned long long)e->m_reused,
+                (unsigned long long)e->m_bytes, tot[MPM_OS_BYTES_IN], tot[MPM_OS_BYTES_OUT],
+                tot[MPM_OS_COMPUTE], tot[MPM_OS_READ], tot[MPM_OS_IDLE],
+                tt > 0 ? (tot[MPM_OS_COMPUTE] + tot[MPM_OS_READ]) / tt : 0, tot[MPM_OS_MPI],
+                tot[MPM_OS_WRITE], tot[MPM_OS_TRANSFER], tot[MPM_OS_HIDDEN],
+                tot[MPM_OS_TRANSFER] > 0 ? tot[MPM_OS_HIDDEN] / tot[MPM_OS_TRANSFER] : 0,
+                tot[MPM_OS_DROPPED]);
+            if (F && fwrite(h.data, 1, h.len, F) != h.len) bad = 1;
+            if (F && fwrite(b.data, 1, b.len, F) != b.len) bad = 1;
+            mpm_buf_free(&h);
+            for (int r = 1; r < e->size; r++) {
+                int count = 0;
+                char *frag = recv_whole(e, r, TAG_OBS, &count);
+                if (F && (fputs(",\n    ", F) < 0 || fwrite(frag, 1, (size_t)count, F) != (size_t)count))
+                    bad = 1;
+                free(frag);
+            }
+            if (F && fputs("\n  ]\n}\n", F) < 0) bad = 1;
+            if (report_close(&f, bad, "--metrics file") < 0) rc = MPM_EXIT_FAIL;
+        }
+        b.len = 0;
+    }
+    if (cfg->trace) {
+        if (mpm__obs_trace_json(o, &ri, origin, &b) < 0) b.len = 0;
+        if (e->rank != 0) {
+            obs_send(e, &b);
+        } else {
+            report_t f;
+            bad = report_open(&f, cfg->trace) < 0;
+            FILE *F = f.f;
+            if (F && fprintf(F,
+                             "{\"displayTimeUnit\": \"ms\",\n\"otherData\": {\"tool\": \"mpimap "
+                             "%s\", \"kernel\": \"%s\", \"ranks\": %d, \"clock\": \"CLOCK_MONOTONIC "
+                             "of each rank, shifted by its offset to rank 0 measured with MPI "
+                             "ping-pongs at the start; 0 = the start of the run on rank 0\", "
+                             "\"trace_max_per_thread\": %lld, \"spans_dropped\": %.0f},\n"
+                             "\"traceEvents\": [\n",
+                             MPM_VERSION, e->k->name, e->size, cfg->trace_max,
+                             tot[MPM_OS_DROPPED]) < 0)
+                bad = 1;
+            if (F && fwrite(b.data, 1, b.len, F) != b.len) bad = 1;
+            for (int r = 1; r < e->size; r++) {
+                int count = 0;
+                char *frag = recv_whole(e, r, TAG_OBS, &count);
+                if (F && count && (fputs(",\n", F) < 0 || fwrite(frag, 1, (size_t)count, F) != (size_t)count))
+                    bad = 1;
+                free(frag);
+            }
+            if (F && fputs("\n]}\n", F) < 0) bad = 1;
+            if (report_close(&f, bad, "--trace file") < 0) rc = MPM_EXIT_FAIL;
+        }
+    }
+    mpm_buf_free(&b);
+    free(all);
+    free(hosts);
+    free(pus);
+    free(pp);
+    return rc;
+}
+
 int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
             const mpm_inputs_t *inputs, MPI_Comm comm)
 {
@@ -1895,6 +2311,11 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
             ok = 0;
         }
     }
+    if (ok && (cfg->metrics || cfg->trace || cfg->verbose) &&
+        mpm__obs_new(&e.obs, e.pl.nthreads, cfg->trace != NULL, cfg->trace_max, mpm__now()) < 0) {
+        snprintf(msg, sizeof msg, "out of memory");
+        ok = 0;
+    }
     if (ok) {
         int prc = mpm__pool_start(&e.pool, e.pl.nthreads, thread_init, &e);
         if (prc < 0) {
@@ -1949,6 +2370,14 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         free(all);
     }
 
+    double clock_off = 0, origin = 0;
+    if (all_ok && cfg->trace) {
+        /* Align the ranks' clocks: 0 on the timeline is rank 0's start. */
+        clock_off = clock_offset(&e);
+        origin = e.obs->t0;
+        mpi_check(MPI_Bcast(&origin, 1, MPI_DOUBLE, 0, comm), "MPI_Bcast");
+        origin += clock_off;
+    }
     if (!all_ok) {
         rc = MPM_EXIT_FAIL;
     } else if (e.rank == 0) {
@@ -1958,6 +2387,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     } else {
         rc = run_worker(&e);
     }
+    if (all_ok && e.obs) rc = obs_report(&e, rc, t_start, clock_off, origin, windows);
     free(windows);
 
     if (e.pool) mpm__pool_stop(e.pool);
@@ -1981,6 +2411,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     if (e.journal) mpm__journal_close(e.journal, &(mpm_err_t){.offset = -1});
     free(e.affinity);
     free(e.tids);
+    mpm__obs_free(e.obs);
     mpi_check(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
     mpm__sig_run_end();
     return rc;

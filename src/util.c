@@ -142,7 +142,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-static int emit_json_string(mpm_buf_t *out, const char *s, size_t n)
+int mpm__json_string(mpm_buf_t *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     if (mpm_buf_reserve(out, n + 2)) return -1;
@@ -218,9 +218,9 @@ int mpm_emit_row(mpm_buf_t *out, mpm_format_t fmt, const char *const *cols, cons
         for (int i = 0; i < n; i++) {
             const char *c = cols && cols[i] ? cols[i] : "value";
             if (i && mpm_buf_append(out, ",", 1)) return -1;
-            if (emit_json_string(out, c, strlen(c)) || mpm_buf_append(out, ":", 1)) return -1;
+            if (mpm__json_string(out, c, strlen(c)) || mpm_buf_append(out, ":", 1)) return -1;
             if (v[i].numeric ? mpm_buf_append(out, v[i].s, v[i].len)
-                             : emit_json_string(out, v[i].s, v[i].len))
+                             : mpm__json_string(out, v[i].s, v[i].len))
                 return -1;
         }
         return mpm_buf_append(out, "}\n", 2);

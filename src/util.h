@@ -42,6 +42,11 @@ int mpm__grow(void *pv, size_t *cap, size_t need, size_t size);
  * bytes read (fewer than n at end of file), or -1 with errno set. */
 long long mpm__pread_full(int fd, void *p, size_t n, uint64_t at);
 
+/* Appends s (n bytes) to out as a JSON string: quotes, escapes, invalid
+ * UTF-8 bytes shown as Latin-1 code points. 0, or -1 when out of memory. */
+struct mpm_buf_s;
+int mpm__json_string(struct mpm_buf_s *out, const char *s, size_t n);
+
 /* Monotonic seconds. */
 double mpm__now(void);
 
