@@ -61,6 +61,15 @@ void mpm__obs_span(mpm_obs_t *o, int t, int kind, double a, double b, int64_t ch
     s->spans[s->nspans++] = (mpm_span_t){.a = a, .b = b, .chunk = chunk, .bytes = bytes, .kind = kind};
 }
 
+/* Under o->mu: the time of an event of the busy clock, made monotonic (a
+ * thread may read the clock just before another one that takes the lock
+ * first); the error is the few microseconds between the two. */
+static double mono(mpm_obs_t *o, double now)
+{
+    if (now < o->busy_last) return o->busy_last;
+    return o->busy_last = now;
+}
+
 void mpm__obs_task_begin(mpm_obs_t *o, int t, double now)
 {
     mpm_tstat_t *s = &o->th[t];
@@ -70,6 +79,7 @@ void mpm__obs_task_begin(mpm_obs_t *o, int t, double now)
         if (gap >= IDLE_MIN) mpm__obs_span(o, t, MPM_SP_IDLE, s->last_end, now, -1, 0);
     }
     pthread_mutex_lock(&o->mu);
+    now = mono(o, now);
     if (o->nbusy++ == 0) o->busy_since = now;
     pthread_mutex_unlock(&o->mu);
 }
@@ -78,6 +88,7 @@ void mpm__obs_task_end(mpm_obs_t *o, int t, double now)
 {
     o->th[t].last_end = now;
     pthread_mutex_lock(&o->mu);
+    now = mono(o, now);
     if (--o->nbusy == 0) o->busy_acc += now - o->busy_since;
     pthread_mutex_unlock(&o->mu);
 }
@@ -85,6 +96,7 @@ void mpm__obs_task_end(mpm_obs_t *o, int t, double now)
 double mpm__obs_busy(mpm_obs_t *o, double now)
 {
     pthread_mutex_lock(&o->mu);
+    now = mono(o, now);
     double v = o->busy_acc + (o->nbusy ? now - o->busy_since : 0);
     pthread_mutex_unlock(&o->mu);
     return v;

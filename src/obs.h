@@ -71,7 +71,7 @@ typedef struct mpm_obs_s {
     mpm_tstat_t *th; /* nthreads + 1 slots: the main thread's is th[nthreads] */
     pthread_mutex_t mu;
     int nbusy;
-    double busy_since, busy_acc;
+    double busy_since, busy_acc, busy_last;
 } mpm_obs_t;
 
 /* Per-rank facts for the metrics document. */

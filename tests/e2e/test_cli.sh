@@ -190,8 +190,11 @@ done
 # A run ended by SIGTERM (what a scheduler sends) must leave an existing
 # output untouched and, being a graceful stop, no temporary file.
 reset_old
+# 10 s of work: long enough that a loaded machine cannot finish it before the
+# signal comes (the signal ends it early anyway).
+for _ in $(seq 80); do echo 250000; done >"$D/sleep-long.txt"
 (rc=0
-    run_np 2 --threads 1 -c 1 -o "$OD/out.txt" test --mode sleep "$D/sleep.txt" \
+    run_np 2 --threads 1 -c 1 -o "$OD/out.txt" test --mode sleep "$D/sleep-long.txt" \
         >/dev/null 2>"$TMP/term.err" </dev/null || rc=$?
     echo $rc >"$TMP/term.rc") &
 bg=$!
