@@ -539,58 +539,54 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
     return MPM_CLI_RUN;
 }
 
+int mpm__option_value(mpm_buf_t *b, const mpm_option_t *o, const void *base, int json)
+{
+    const char *f = (const char *)base + o->offset;
+    switch (o->type) {
+    case MPM_OPT_FLAG:
+    case MPM_OPT_CHOICE: {
+        int v;
+        memcpy(&v, f, sizeof v);
+        if (!json) return mpm_buf_printf(b, "%d", v) < 0 ? -1 : 0;
+        if (o->type == MPM_OPT_FLAG) return mpm_buf_printf(b, "%s", v ? "true" : "false") < 0 ? -1 : 0;
+        const char *c = o->choices;
+        for (int i = 0; i < v && c; i++) {
+            c = strchr(c, '|');
+            if (c) c++;
+        }
+        return c ? mpm__json_string(b, c, strcspn(c, "|")) : mpm_buf_printf(b, "%d", v) < 0 ? -1 : 0;
+    }
+    case MPM_OPT_INT: {
+        long long v;
+        memcpy(&v, f, sizeof v);
+        return mpm_buf_printf(b, "%lld", v) < 0 ? -1 : 0;
+    }
+    case MPM_OPT_SIZE: {
+        uint64_t v;
+        memcpy(&v, f, sizeof v);
+        return mpm_buf_printf(b, "%llu", (unsigned long long)v) < 0 ? -1 : 0;
+    }
+    case MPM_OPT_DOUBLE: {
+        double v;
+        memcpy(&v, f, sizeof v);
+        return mpm_buf_printf(b, "%.17g", v) < 0 ? -1 : 0;
+    }
+    default: {
+        const char *v;
+        memcpy(&v, f, sizeof v);
+        if (!json) return 1;
+        return v ? mpm__json_string(b, v, strlen(v)) : mpm_buf_printf(b, "null") < 0 ? -1 : 0;
+    }
+    }
+}
+
 int mpm__options_json(mpm_buf_t *b, const mpm_option_t *table, const void *base)
 {
     if (!table) table = engine_options;
     int bad = mpm_buf_append(b, "{", 1);
-    for (const mpm_option_t *o = table; o->name && !bad; o++) {
-        const char *f = (const char *)base + o->offset;
-        bad = mpm_buf_printf(b, "%s\"%s\": ", o == table ? "" : ", ", o->name) < 0;
-        if (bad) break;
-        switch (o->type) {
-        case MPM_OPT_FLAG: {
-            int v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(b, "%s", v ? "true" : "false") < 0;
-            break;
-        }
-        case MPM_OPT_CHOICE: {
-            int v;
-            memcpy(&v, f, sizeof v);
-            const char *c = o->choices;
-            for (int i = 0; i < v && c; i++) {
-                c = strchr(c, '|');
-                if (c) c++;
-            }
-            size_t n = c ? strcspn(c, "|") : 0;
-            bad = c ? mpm__json_string(b, c, n) : mpm_buf_printf(b, "%d", v) < 0;
-            break;
-        }
-        case MPM_OPT_INT: {
-            long long v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(b, "%lld", v) < 0;
-            break;
-        }
-        case MPM_OPT_SIZE: {
-            uint64_t v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(b, "%llu", (unsigned long long)v) < 0;
-            break;
-        }
-        case MPM_OPT_DOUBLE: {
-            double v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(b, "%.17g", v) < 0;
-            break;
-        }
-        default: {
-            const char *v;
-            memcpy(&v, f, sizeof v);
-            bad = v ? mpm__json_string(b, v, strlen(v)) : mpm_buf_printf(b, "null") < 0;
-        }
-        }
-    }
+    for (const mpm_option_t *o = table; o->name && !bad; o++)
+        bad = mpm_buf_printf(b, "%s\"%s\": ", o == table ? "" : ", ", o->name) < 0 ||
+              mpm__option_value(b, o, base, 1) != 0;
     if (!bad) bad = mpm_buf_append(b, "}", 1);
     return bad ? -1 : 0;
 }

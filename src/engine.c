@@ -1761,42 +1761,17 @@ static int fingerprint(const mpm_config_t *cfg, const mpm_kernel_t *k, const voi
                              k->records == MPM_REC_LINES ? "lines" : "words",
                              fmts[cfg->format >= 0 && cfg->format <= 2 ? cfg->format : 0]) < 0;
     for (const mpm_option_t *o = k->options; o && o->name && !bad; o++) {
-        const char *f = (const char *)opts + o->offset;
         bad = mpm_buf_printf(global, "option %s=", o->name) < 0;
         if (bad) break;
-        switch (o->type) {
-        case MPM_OPT_FLAG:
-        case MPM_OPT_CHOICE: {
-            int v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(global, "%d", v) < 0;
-            break;
-        }
-        case MPM_OPT_INT: {
-            long long v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(global, "%lld", v) < 0;
-            break;
-        }
-        case MPM_OPT_SIZE: {
-            uint64_t v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(global, "%llu", (unsigned long long)v) < 0;
-            break;
-        }
-        case MPM_OPT_DOUBLE: {
-            double v;
-            memcpy(&v, f, sizeof v);
-            bad = mpm_buf_printf(global, "%.17g", v) < 0;
-            break;
-        }
-        default: {
+        int r = mpm__option_value(global, o, opts, 0);
+        if (r == 1) { /* a string */
             const char *v;
-            memcpy(&v, f, sizeof v);
+            memcpy(&v, (const char *)opts + o->offset, sizeof v);
             bad = v ? (mpm_buf_append(global, "\"", 1) || fp_quote(global, v, strlen(v)) ||
                        mpm_buf_append(global, "\"", 1))
                     : mpm_buf_printf(global, "(none)") < 0;
-        }
+        } else {
+            bad = r < 0;
         }
         if (!bad) bad = mpm_buf_append(global, "\n", 1);
     }
@@ -2033,6 +2008,21 @@ static void obs_send(engine_t *e, const mpm_buf_t *b)
     mpi_check(MPI_Send(n ? b->data : "", n, MPI_BYTE, 0, TAG_OBS, e->comm), "MPI_Send");
 }
 
+/* Rank 0: receives every other rank's fragment in rank order and appends
+ * each (after sep) to F (NULL: receive and drop). Returns 1 on a write error. */
+static int write_fragments(engine_t *e, FILE *F, const char *sep)
+{
+    int bad = 0;
+    for (int r = 1; r < e->size; r++) {
+        int count = 0;
+        char *frag = recv_whole(e, r, TAG_OBS, &count);
+        if (F && count && (fputs(sep, F) < 0 || fwrite(frag, 1, (size_t)count, F) != (size_t)count))
+            bad = 1;
+        free(frag);
+    }
+    return bad;
+}
+
 static void json_inputs(const engine_t *e, mpm_buf_t *b)
 {
     mpm_buf_append(b, "[", 1);
@@ -2185,13 +2175,7 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
             if (F && fwrite(h.data, 1, h.len, F) != h.len) bad = 1;
             if (F && fwrite(b.data, 1, b.len, F) != b.len) bad = 1;
             mpm_buf_free(&h);
-            for (int r = 1; r < e->size; r++) {
-                int count = 0;
-                char *frag = recv_whole(e, r, TAG_OBS, &count);
-                if (F && (fputs(",\n    ", F) < 0 || fwrite(frag, 1, (size_t)count, F) != (size_t)count))
-                    bad = 1;
-                free(frag);
-            }
+            bad |= write_fragments(e, F, ",\n    ");
             if (F && fputs("\n  ]\n}\n", F) < 0) bad = 1;
             if (report_close(&f, bad, "--metrics file") < 0) rc = MPM_EXIT_FAIL;
         }
@@ -2216,13 +2200,7 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
                              tot[MPM_OS_DROPPED]) < 0)
                 bad = 1;
             if (F && fwrite(b.data, 1, b.len, F) != b.len) bad = 1;
-            for (int r = 1; r < e->size; r++) {
-                int count = 0;
-                char *frag = recv_whole(e, r, TAG_OBS, &count);
-                if (F && count && (fputs(",\n", F) < 0 || fwrite(frag, 1, (size_t)count, F) != (size_t)count))
-                    bad = 1;
-                free(frag);
-            }
+            bad |= write_fragments(e, F, ",\n");
             if (F && fputs("\n]}\n", F) < 0) bad = 1;
             if (report_close(&f, bad, "--trace file") < 0) rc = MPM_EXIT_FAIL;
         }
