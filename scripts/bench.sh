@@ -1,109 +1,276 @@
 #!/usr/bin/env bash
-# scripts/bench.sh - side-by-side measurements, every pair taken in the same
-# run and alternated (timings on a shared machine drift), best of REPS.
+# scripts/bench.sh - mpimap side by side with its anchors: every comparison is
+# taken in one invocation, the commands alternated (the order rotated every
+# round) REPS times; tables show the MEDIAN of the REPS runs, the JSON files
+# every time, the median, min and max.
 #
-#   scripts/bench.sh [--quick] [all|scaling|wordcount|fib|overhead|journal]...
+#   scripts/bench.sh [--quick] [SECTION...]      (default: all)
 #
-# scaling   primes and wordcount: (1 rank, 1 thread) vs (1 rank, 2 threads)
-#           vs (2 ranks, 1 thread each); speedup over 1x1
-# wordcount mpimap on >= 1 GiB of text in page cache vs awk and a Python
-#           collections.Counter script
-# fib       fib 30 35 40 (45) vs the seed's multiprocessing.Pool.map program
+# Sections:
+# tasks     task throughput: 100,000 tiny tasks (10,000 with --quick), an
+#           integer n per line, fib(n) computed iteratively. `mpimap fib --fast
+#           --file ITEMS` on mpirun -np 2 (one item per chunk, i.e. one task
+#           each; and 8 chunks) vs mpi4py.futures.MPIPoolExecutor (mpirun -np 3:
+#           a master and 2 workers), concurrent.futures.ProcessPoolExecutor(2)
+#           and multiprocessing.Pool(2) mapping the same function over the
+#           same items, each with chunksize 1 and with 4 chunks per worker
+#           (Pool.map's default), plus one Python process without a pool.
+#           Items/s; every output is checked to be the same bytes (sha256).
+# scaling   primes and wordcount on 1 rank x 1 thread, 1 rank x N threads,
+#           N ranks x 1 thread (N = 2..cores) and cores ranks x 2 threads
+#           (oversubscribed, for information); speedup over 1x1 by wall time
+#           and by the engine's own time; plot: bench/results/scaling.png
+# wordcount mpimap on 1 GiB of text in page cache (128 MiB with --quick) vs
+#           gawk and a Python collections.Counter script
+# fib       fib 30 35 40 (25 30 32 with --quick) vs the seed's
+#           multiprocessing.Pool(4).map program and the seed's
+#           concurrent.futures.ProcessPoolExecutor(4).map approach; then
+#           mpimap alone on 30 35 40 45 (not with --quick)
 # overhead  the `test --mode noop` kernel over 1 GiB in 64 KiB chunks with
 #           --io master on 2 ranks vs plain MPI point-to-point bandwidth
-# journal   the cost of --journal: wordcount (reduced: per-chunk partials are
-#           journaled) and test --mode echo (ordered rows) with and without
-#           it, and a --resume that finds every chunk in the journal
+# journal   the cost of --journal: wordcount (reduced) and test --mode echo
+#           (ordered rows) with and without it, and a --resume that finds
+#           every chunk in the journal
+# overlap   scripts/bench-overlap.sh [--quick], if present (in `all` only
+#           without --quick); it takes the benchmark lock itself
+# dispatch  scripts/bench-dispatch.sh [--quick], if present (likewise)
 #
-# Results are printed as Markdown and saved to build-bench/bench-results.md.
-# Environment: REPS (default 3), BENCH_DIR (data, default data/bench).
+# Installs what it needs from Debian packages (build tools, gawk,
+# python3-mpi4py, gnuplot-nox), builds a Release build in build-bench/, then
+# holds an exclusive lock on /tmp/mpimap-bench.lock while it measures.
+# Output: Markdown on stdout and in build-bench/bench-results.md; per section
+# SECTION.json (date, host, CPU, cores, REPS, and per command its label,
+# command line, all times, median, min, max, rates and ratios) in
+# bench/results/ (build-bench/results-quick/ with --quick); scaling.png and
+# scaling.dat next to them. --quick: small inputs, a few minutes.
+# Environment: REPS (default 3), BENCH_DIR (data, default data/bench),
+# RESULTS_DIR (where the JSON goes).
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
 
+SECTIONS=(tasks scaling wordcount fib overhead journal overlap dispatch)
 QUICK=0
 WHAT=()
 for a in "$@"; do
     case "$a" in
     --quick) QUICK=1 ;;
-    all | scaling | wordcount | fib | overhead | journal) WHAT+=("$a") ;;
     -h | --help)
-        sed -n '2,17p' "$0"
+        sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
+    all) WHAT+=("$a") ;;
     *)
-        echo "bench.sh: unknown argument '$a'" >&2
-        exit 2
+        if [[ " ${SECTIONS[*]} " == *" $a "* ]]; then
+            WHAT+=("$a")
+        else
+            echo "bench.sh: unknown argument '$a' (see --help)" >&2
+            exit 2
+        fi
         ;;
     esac
 done
 [ "${#WHAT[@]}" = 0 ] && WHAT=(all)
+# want SECTION: requested by name or by `all`.
 want() { [[ " ${WHAT[*]} " == *" all "* || " ${WHAT[*]} " == *" $1 "* ]]; }
+# want_external SECTION: requested by name, or by `all` without --quick.
+want_external() {
+    [[ " ${WHAT[*]} " == *" $1 "* ]] || { [[ " ${WHAT[*]} " == *" all "* ]] && [ "$QUICK" = 0 ]; }
+}
 
-install_deps "${BUILD_DEPS[@]}" gawk
+install_deps "${BUILD_DEPS[@]}" gawk python3-mpi4py gnuplot-nox
 build "$MPIMAP_ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
 B="$MPIMAP_ROOT/build-bench"
+BENCH="$MPIMAP_ROOT/bench" # anchor programs, the JSON writer, the plot script
 REPS="${REPS:-3}"
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || {
+    echo "bench.sh: REPS must be a positive integer, not '$REPS'" >&2
+    exit 2
+}
 DATA="${BENCH_DIR:-$MPIMAP_ROOT/data/bench}"
-mkdir -p "$DATA"
+if [ "$QUICK" = 1 ]; then
+    RESULTS="${RESULTS_DIR:-$B/results-quick}"
+else
+    RESULTS="${RESULTS_DIR:-$BENCH/results}"
+fi
+RUNS="$DATA/runs" # the last output of every measured command
+mkdir -p "$DATA" "$RUNS" "$RESULTS"
 OUT="$B/bench-results.md"
 : > "$OUT"
 PY=/usr/bin/python3
 MPIRUN=(mpirun --oversubscribe)
 
+# One benchmark at a time on this machine (scripts/bench-*.sh take the same lock).
+LOCK=/tmp/mpimap-bench.lock
+exec 9> "$LOCK"
+if ! flock -n 9; then
+    log "waiting for another benchmark to release $LOCK"
+    flock 9
+fi
+
 say() { echo "$*" | tee -a "$OUT"; }
 
-# best_of CMD...: runs CMD REPS times, prints the best wall time in seconds.
-# Output of CMD goes to $DATA/last.out (stdout) and $DATA/last.err (stderr).
-time_once() {
+# ------------------------------------------------------------ measuring
+
+# run_once CMD...: runs CMD once; sets T to its wall time in seconds and E to
+# the engine's own time from mpimap's -v summary line (empty if none). Its
+# stdout is left in $DATA/last.out, its stderr in $DATA/last.err.
+T=""
+E=""
+run_once() {
     local s e
-    s=$(date +%s.%N)
-    "$@" > "$DATA/last.out" 2> "$DATA/last.err" || {
+    s=$EPOCHREALTIME
+    if ! "$@" > "$DATA/last.out" 2> "$DATA/last.err"; then
         echo "bench.sh: command failed: $*" >&2
         cat "$DATA/last.err" >&2
         exit 1
-    }
-    e=$(date +%s.%N)
-    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f\n", e - s }'
+    fi
+    e=$EPOCHREALTIME
+    T=$(awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }')
+    E=$(sed -n 's/^mpimap: .*: [0-9]* chunks.* in \([0-9.]*\) s (.*/\1/p' "$DATA/last.err" | tail -n 1)
 }
-min() { printf '%s\n' "$@" | sort -g | head -1; }
 
-# alternate NAME1 CMD1 -- NAME2 CMD2 -- ...: runs the commands round-robin REPS
-# times; sets BEST[NAME] to the best wall time.
-declare -A BEST
+# stats V...: prints "median min max" of the numbers V.
+stats() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+              printf "%.3f %.3f %.3f\n", m, v[1], v[NR] }'
+}
+
+# shjoin WORD...: the words as one shell command line, quoted where needed.
+shjoin() {
+    local w out=()
+    for w in "$@"; do
+        if [[ "$w" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+            out+=("$w")
+        else
+            out+=("'${w//\'/\'\\\'\'}'")
+        fi
+    done
+    echo "${out[*]}"
+}
+
+# alternate NAME1 CMD1... -- NAME2 CMD2... -- ...: runs the commands
+# round-robin REPS times, starting each round one command further, and sets
+# per NAME: CMD (the command line), TIMES (all wall times), MED, MIN, MAX,
+# and ETIMES, EMED, EMIN, EMAX from mpimap's -v line when it prints one.
+# Each command's stdout must be the same in every round; the last one is kept
+# in $RUNS/NAME.out (stderr: NAME.err) and its sha256 in SUM[NAME].
+declare -A CMD TIMES MED MIN MAX ETIMES EMED EMIN EMAX SUM
 alternate() {
-    local names=() cmds=() cur=() a
-    for a in "$@"; do
+    local names=() cmds=() cur=() a i j r n sum
+    for a in "$@" --; do
         if [ "$a" = "--" ]; then
-            cmds+=("$(printf '%q ' "${cur[@]}")")
+            if [ "${#cur[@]}" -lt 2 ]; then
+                echo "bench.sh: alternate: a name without a command" >&2
+                exit 1
+            fi
+            names+=("${cur[0]}")
+            cmds+=("$(printf '%q ' "${cur[@]:1}")")
             cur=()
         else
             cur+=("$a")
         fi
     done
-    [ "${#cur[@]}" -gt 0 ] && cmds+=("$(printf '%q ' "${cur[@]}")")
-    local i r t
-    declare -A times
-    for ((i = 0; i < ${#cmds[@]}; i++)); do
-        names+=("$(eval "set -- ${cmds[$i]}"; echo "$1")")
+    for ((i = 0; i < ${#names[@]}; i++)); do
+        n=${names[$i]}
+        CMD[$n]=$(eval "shjoin ${cmds[$i]}")
+        TIMES[$n]="" ETIMES[$n]="" SUM[$n]=""
     done
     for ((r = 0; r < REPS; r++)); do
-        for ((i = 0; i < ${#cmds[@]}; i++)); do
+        for ((j = 0; j < ${#names[@]}; j++)); do
+            i=$(((j + r) % ${#names[@]}))
+            n=${names[$i]}
             eval "set -- ${cmds[$i]}"
-            shift
-            t=$(time_once "$@")
-            times[${names[$i]}]+="$t "
+            run_once "$@"
+            TIMES[$n]+="$T "
+            [ -n "$E" ] && ETIMES[$n]+="$E "
+            printf '    round %d/%d  %-10s %8s s%s\n' $((r + 1)) "$REPS" "$n" "$T" \
+                "${E:+  (engine $E s)}" >&2
+            sum=$(sha256sum < "$DATA/last.out" | cut -c1-64)
+            if [ -n "${SUM[$n]}" ] && [ "${SUM[$n]}" != "$sum" ]; then
+                echo "bench.sh: the output of '$n' changed between rounds: ${CMD[$n]}" >&2
+                exit 1
+            fi
+            SUM[$n]=$sum
+            mv "$DATA/last.out" "$RUNS/$n.out"
+            mv "$DATA/last.err" "$RUNS/$n.err"
         done
     done
-    for ((i = 0; i < ${#cmds[@]}; i++)); do
-        # shellcheck disable=SC2086
-        BEST[${names[$i]}]=$(min ${times[${names[$i]}]})
+    for n in "${names[@]}"; do
+        # shellcheck disable=SC2086 # the lists are space-separated numbers
+        read -r "MED[$n]" "MIN[$n]" "MAX[$n]" <<< "$(stats ${TIMES[$n]})"
+        EMED[$n]="" EMIN[$n]="" EMAX[$n]=""
+        if [ -n "${ETIMES[$n]}" ]; then
+            # shellcheck disable=SC2086
+            read -r "EMED[$n]" "EMIN[$n]" "EMAX[$n]" <<< "$(stats ${ETIMES[$n]})"
+        fi
     done
 }
+
+# same_output NAME...: fails unless every NAME printed the same bytes as the first.
+same_output() {
+    local n
+    for n in "${@:2}"; do
+        if [ "${SUM[$n]}" != "${SUM[$1]}" ]; then
+            echo "bench.sh: '$n' and '$1' disagree (compare $RUNS/$n.out and $RUNS/$1.out)" >&2
+            exit 1
+        fi
+    done
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mbps() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t / 1e6 }'; }
+rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }'; }
+range() { echo "${MIN[$1]}-${MAX[$1]} s"; }
 
-say "# mpimap benchmarks ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+# ------------------------------------------------------------ JSON results
+# jbegin SECTION; jparam KEY=VALUE...; jcmd NAME KEY=VALUE...; jraw KEY=VALUE...;
+# jend: writes $RESULTS/SECTION.json (see bench/results_json.py for the types).
+JSEC=""
+JREC=""
+LOAD0=""
+jbegin() {
+    JSEC=$1
+    JREC="$B/results-$1.jsonl"
+    : > "$JREC"
+    LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+jparam() { "$PY" "$BENCH/results_json.py" param "$JREC" "$@"; }
+jraw() { "$PY" "$BENCH/results_json.py" add "$JREC" "$@"; }
+# jcmd NAME [KEY=VALUE...]: the alternated command NAME, with every time.
+jcmd() {
+    local n=$1
+    shift
+    local args=("name:str=$n" "command:str=${CMD[$n]}" "times_s:list=${TIMES[$n]}"
+        "median_s=${MED[$n]}" "min_s=${MIN[$n]}" "max_s=${MAX[$n]}"
+        "stdout_sha256:str=${SUM[$n]}")
+    if [ -n "${ETIMES[$n]}" ]; then
+        args+=("engine_times_s:list=${ETIMES[$n]}" "engine_median_s=${EMED[$n]}"
+            "engine_min_s=${EMIN[$n]}" "engine_max_s=${EMAX[$n]}")
+    fi
+    jraw "${args[@]}" "$@"
+}
+jend() {
+    local quick=false load1
+    [ "$QUICK" = 1 ] && quick=true
+    load1=$(cut -d' ' -f1-3 /proc/loadavg)
+    say "Load average (1, 5, 15 min) before: $LOAD0; after: $load1."
+    say ""
+    "$PY" "$BENCH/results_json.py" write "$JREC" "$RESULTS/$JSEC.json" \
+        "section:str=$JSEC" "reps=$REPS" "quick=$quick" "statistic:str=median" \
+        "loadavg_before:list=$LOAD0" "loadavg_after:list=$load1"
+    rm -f "$JREC"
+    log "$JSEC: $RESULTS/$JSEC.json"
+}
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+say "# mpimap benchmarks ($(date -u +%Y-%m-%d), $NPROC cores, $CPU)"
 say ""
-say "Best of $REPS alternated runs; wall time includes process start-up (mpirun ~0.3 s)."
+say "Median of $REPS alternated runs (the order rotated each round); min, max and every"
+say "time are in $RESULTS/*.json. Wall time includes process start-up (mpirun, Python);"
+say "\"engine\" is mpimap's own time from its \`-v\` summary line."
+[ "$QUICK" = 1 ] && say "" && say "**--quick: small inputs.**"
 say ""
 
 corpus() { # corpus SIZE -> path (generated once, then kept)
@@ -115,142 +282,340 @@ corpus() { # corpus SIZE -> path (generated once, then kept)
     echo "$f"
 }
 
+# ------------------------------------------------------------ tasks
+if want tasks; then
+    N=100000
+    [ "$QUICK" = 1 ] && N=10000
+    ITEMS="$DATA/tasks-$N.txt"
+    if [ ! -s "$ITEMS" ]; then
+        # n = i mod 91: every n fib --fast accepts whose result fits 64 bits signed.
+        "$PY" -c 'import sys; sys.stdout.write("".join("%d\n" % (i % 91) for i in range(int(sys.argv[1]))))' \
+            "$N" > "$ITEMS.tmp" && mv "$ITEMS.tmp" "$ITEMS"
+    fi
+    BYTES=$(stat -c %s "$ITEMS")
+    W=$NPROC                          # worker processes of every pool, mpimap's ranks
+    CS=$(((N + 4 * W - 1) / (4 * W))) # Pool.map's default chunksize: 4 chunks per worker
+    MCS=$(((BYTES + 4 * W - 1) / (4 * W)))
+    TP="$BENCH/tasks.py"
+    jbegin tasks
+    say "## Task throughput: $N tiny tasks (fib(n) computed iteratively, n = 0..90), $W workers"
+    say ""
+    alternate \
+        mpimap "${MPIRUN[@]}" -np "$W" "$B/mpimap" -v fib --fast --file "$ITEMS" -- \
+        mpimapb "${MPIRUN[@]}" -np "$W" "$B/mpimap" -v -c "$MCS" fib --fast --file "$ITEMS" -- \
+        mpi4py1 "${MPIRUN[@]}" -np $((W + 1)) --bind-to none "$PY" -m mpi4py.futures "$TP" mpi4py 1 "$ITEMS" -- \
+        mpi4pyb "${MPIRUN[@]}" -np $((W + 1)) --bind-to none "$PY" -m mpi4py.futures "$TP" mpi4py "$CS" "$ITEMS" -- \
+        cf1 "$PY" "$TP" futures 1 "$ITEMS" "$W" -- \
+        cfb "$PY" "$TP" futures "$CS" "$ITEMS" "$W" -- \
+        pool1 "$PY" "$TP" pool 1 "$ITEMS" "$W" -- \
+        poolb "$PY" "$TP" pool 0 "$ITEMS" "$W" -- \
+        serial "$PY" "$TP" serial 1 "$ITEMS"
+    same_output serial mpimap mpimapb mpi4py1 mpi4pyb cf1 cfb pool1 poolb
+    NCH=$(sed -n 's/^mpimap: .*: \([0-9]*\) chunks.*/\1/p' "$RUNS/mpimapb.err" | tail -n 1)
+    jparam "items=$N" "items_file:str=$ITEMS" "items_bytes=$BYTES" "workers=$W" \
+        "batched_chunksize_items=$CS" "mpimap_batched_chunk_bytes=$MCS" \
+        "outputs_identical=true" "output_sha256:str=${SUM[serial]}"
+    say "| tool | tasks per message | wall time | min-max | items/s | mpimap speedup (1 item per chunk) | mpimap speedup (batched) |"
+    say "| --- | --- | --- | --- | --- | --- | --- |"
+    # trow NAME LABEL PER-MESSAGE
+    trow() {
+        say "| $2 | $3 | ${MED[$1]} s | $(range "$1") | $(rate "$N" "${MED[$1]}") | $(ratio "${MED[$1]}" "${MED[mpimap]}") | $(ratio "${MED[$1]}" "${MED[mpimapb]}") |"
+        jcmd "$1" "label:str=$2" "tasks_per_message:str=$3" "items_per_s=$(rate "$N" "${MED[$1]}")" \
+            "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")" \
+            "time_over_mpimap_batched=$(ratio "${MED[$1]}" "${MED[mpimapb]}")"
+    }
+    trow mpimap "mpimap fib --fast --file, mpirun -np $W" "1 (one chunk per line)"
+    trow mpimapb "mpimap -c $MCS fib --fast --file, mpirun -np $W" "~$CS ($MCS-byte chunks)"
+    trow mpi4py1 "mpi4py.futures MPIPoolExecutor.map, mpirun -np $((W + 1)) (master + $W workers)" "1 (chunksize=1, its default)"
+    trow mpi4pyb "mpi4py.futures MPIPoolExecutor.map, mpirun -np $((W + 1))" "$CS (chunksize=$CS)"
+    trow cf1 "concurrent.futures ProcessPoolExecutor($W).map (seed's approach)" "1 (chunksize=1, its default)"
+    trow cfb "concurrent.futures ProcessPoolExecutor($W).map" "$CS (chunksize=$CS)"
+    trow pool1 "multiprocessing Pool($W).map" "1 (chunksize=1)"
+    trow poolb "multiprocessing Pool($W).map (seed's call)" "$CS (its default chunksize)"
+    trow serial "Python, one process, no pool: list(map(fib, items))" "— (no messages)"
+    say ""
+    say "Every command printed the same $N lines \`n<TAB>fib(n)\` (sha256 ${SUM[serial]:0:16}...)."
+    say "mpimap's engine time alone (\`-v\`, no mpirun or MPI start-up): ${EMED[mpimap]} s with one item per chunk"
+    say "($(rate "$N" "${EMED[mpimap]}") items/s), ${EMED[mpimapb]} s with $MCS-byte chunks (${NCH:-?} chunks)."
+    say "Python's pools start $W worker processes with fork (the default on Linux); mpi4py's master"
+    say "only dispatches. The work itself is tiny: the serial row is the cost of the computation."
+    say ""
+    jend
+fi
+
+# ------------------------------------------------------------ scaling
 if want scaling; then
     PR_RANGE=1:2000000000
     WC_SIZE=512M
     [ "$QUICK" = 1 ] && PR_RANGE=1:300000000 && WC_SIZE=64M
     WC=$(corpus $WC_SIZE)
-    say "## Scaling on $(nproc) cores: speedup over 1 rank x 1 thread"
-    say ""
-    say "| workload | 1 rank x 1 thread | 1 rank x 2 threads | 2 ranks x 1 thread | speedup 1x2 | speedup 2x1 |"
-    say "| --- | --- | --- | --- | --- | --- |"
-    # scale LABEL KERNEL ARGS...: the three layouts of one workload, alternated.
+    jbegin scaling
+    jparam "primes_range:str=$PR_RANGE" "wordcount_size:str=$WC_SIZE" "wordcount_file:str=$WC" \
+        "wordcount_bytes=$(stat -c %s "$WC")"
+    # The layouts: 1x1; 1 rank x k threads and k ranks x 1 thread for k =
+    # 2..cores; cores ranks x 2 threads (oversubscribed, for information).
+    LAYOUTS=(1x1)
+    for ((k = 2; k <= NPROC; k++)); do LAYOUTS+=("1x$k"); done
+    for ((k = 2; k <= NPROC; k++)); do LAYOUTS+=("${k}x1"); done
+    OVER="${NPROC}x2"
+    LAYOUTS+=("$OVER")
+    hdr="| workload |"
+    sep="| --- |"
+    for l in "${LAYOUTS[@]}"; do
+        hdr+=" ${l/x/ x } |"
+        sep+=" --- |"
+    done
+    for l in "${LAYOUTS[@]:1}"; do
+        hdr+=" speedup ${l/x/ x } |"
+        sep+=" --- |"
+    done
+    TABLE_WALL=("$hdr" "$sep")
+    TABLE_ENG=("$hdr" "$sep")
+    DAT="$RESULTS/scaling.dat"
+    : > "$DAT"
+    NSERIES=0
+    # scale LABEL KERNEL ARGS...: every layout of one workload, alternated.
     scale() {
-        local label="$1"
+        local label="$1" l r t args=() rw re cores
         shift
-        alternate \
-            s11 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 1 "$@" -- \
-            s12 "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -t 2 "$@" -- \
-            s21 "${MPIRUN[@]}" -np 2 "$B/mpimap" -t 1 "$@"
-        say "| $label | ${BEST[s11]} s | ${BEST[s12]} s | ${BEST[s21]} s | $(ratio "${BEST[s11]}" "${BEST[s12]}") | $(ratio "${BEST[s11]}" "${BEST[s21]}") |"
+        for l in "${LAYOUTS[@]}"; do
+            r=${l%x*} t=${l#*x}
+            if [ "$r" = 1 ]; then # one rank: its threads may use every core
+                args+=("s$l" "${MPIRUN[@]}" -np 1 --bind-to none "$B/mpimap" -v -t "$t" "$@" --)
+            elif [ "$l" = "$OVER" ]; then
+                args+=("s$l" "${MPIRUN[@]}" -np "$r" --bind-to none "$B/mpimap" -v -t "$t" "$@" --)
+            else
+                args+=("s$l" "${MPIRUN[@]}" -np "$r" --bind-to core "$B/mpimap" -v -t "$t" "$@" --)
+            fi
+        done
+        unset 'args[-1]'
+        alternate "${args[@]}"
+        same_output "${LAYOUTS[@]/#/s}"
+        rw="| $label |"
+        re="| $label |"
+        for l in "${LAYOUTS[@]}"; do
+            rw+=" ${MED[s$l]} s |"
+            re+=" ${EMED[s$l]} s |"
+        done
+        for l in "${LAYOUTS[@]:1}"; do
+            rw+=" $(ratio "${MED[s1x1]}" "${MED[s$l]}") |"
+            re+=" $(ratio "${EMED[s1x1]}" "${EMED[s$l]}") |"
+        done
+        TABLE_WALL+=("$rw")
+        TABLE_ENG+=("$re")
+        for l in "${LAYOUTS[@]}"; do
+            r=${l%x*} t=${l#*x}
+            cores=$((r * t > NPROC ? NPROC : r * t))
+            jcmd "s$l" "label:str=$label, $r rank(s) x $t thread(s)" "workload:str=$label" \
+                "ranks=$r" "threads=$t" "cores_used=$cores" "oversubscribed=$([ $((r * t)) -gt "$NPROC" ] && echo true || echo false)" \
+                "speedup=$(ratio "${MED[s1x1]}" "${MED[s$l]}")" \
+                "engine_speedup=$(ratio "${EMED[s1x1]}" "${EMED[s$l]}")"
+        done
+        # The plot's series: 1 rank x N threads, N ranks x 1 thread, the oversubscribed point.
+        {
+            printf '"%s, 1 rank x N threads"\n1 1.00 1.00\n' "$label"
+            for ((k = 2; k <= NPROC; k++)); do
+                echo "$k $(ratio "${MED[s1x1]}" "${MED[s1x$k]}") $(ratio "${EMED[s1x1]}" "${EMED[s1x$k]}")"
+            done
+            printf '\n\n"%s, N ranks x 1 thread"\n1 1.00 1.00\n' "$label"
+            for ((k = 2; k <= NPROC; k++)); do
+                echo "$k $(ratio "${MED[s1x1]}" "${MED[s${k}x1]}") $(ratio "${EMED[s1x1]}" "${EMED[s${k}x1]}")"
+            done
+            printf '\n\n"%s, %s ranks x 2 threads (oversubscribed)"\n' "$label" "$NPROC"
+            echo "$NPROC $(ratio "${MED[s1x1]}" "${MED[s$OVER]}") $(ratio "${EMED[s1x1]}" "${EMED[s$OVER]}")"
+            printf '\n\n'
+        } >> "$DAT"
+        NSERIES=$((NSERIES + 3))
     }
     scale "primes $PR_RANGE" primes "$PR_RANGE"
     scale "wordcount $WC_SIZE" wordcount --top 10 "$WC"
+    say "## Scaling on $NPROC cores: speedup over 1 rank x 1 thread"
     say ""
+    say "Wall time of the whole \`mpirun\` command, median of $REPS:"
+    say ""
+    for l in "${TABLE_WALL[@]}"; do say "$l"; done
+    say ""
+    say "The same runs timed by the engine itself (\`-v\` summary line; excludes mpirun and MPI start-up):"
+    say ""
+    for l in "${TABLE_ENG[@]}"; do say "$l"; done
+    say ""
+    say "Commands: \`mpirun -np 1 --bind-to none mpimap -t N\`, \`mpirun -np N --bind-to core mpimap -t 1\`,"
+    say "\`mpirun -np $NPROC --bind-to none mpimap -t 2\` ($((2 * NPROC)) threads on $NPROC cores)."
+    gnuplot -e "datafile='$DAT'; outfile='$RESULTS/scaling.png'; nseries=$NSERIES; maxcores=$NPROC; subtitle='$NPROC cores, $(date -u +%Y-%m-%d), REPS=$REPS$([ "$QUICK" = 1 ] && echo ', --quick')'" \
+        "$BENCH/scaling.gp"
+    say "Plot: \`$RESULTS/scaling.png\` (data: \`scaling.dat\`)."
+    say ""
+    jparam "plot:str=$RESULTS/scaling.png" "plot_data:str=$DAT"
+    jend
 fi
 
+# ------------------------------------------------------------ wordcount
 if want wordcount; then
     SIZE=1G
     [ "$QUICK" = 1 ] && SIZE=128M
     WC=$(corpus $SIZE)
     BYTES=$(stat -c %s "$WC")
-    cat > "$DATA/counter.py" << 'PYEOF'
-import collections, sys
-c = collections.Counter()
-with open(sys.argv[1], 'rb') as f:
-    for line in f:
-        c.update(line.lower().split())
-for w, n in c.most_common(10):
-    print(n, w.decode('utf-8', 'replace'))
-PYEOF
+    # shellcheck disable=SC2016 # awk's $i
+    AWK_PROG='{for(i=1;i<=NF;i++)c[tolower($i)]++} END{for(w in c) if (c[w] > 1000000) print c[w], w}'
+    jbegin wordcount
+    jparam "size:str=$SIZE" "file:str=$WC" "bytes=$BYTES"
     say "## wordcount on $SIZE of text in page cache ($BYTES bytes)"
     say ""
     alternate \
-        mpimap "${MPIRUN[@]}" -np 2 "$B/mpimap" wordcount --top 10 "$WC" -- \
-        awk awk '{for(i=1;i<=NF;i++)c[tolower($i)]++} END{for(w in c) if (c[w] > 1000000) print c[w], w}' "$WC" -- \
-        python "$PY" "$DATA/counter.py" "$WC"
-    say "| tool | wall time | throughput | mpimap speedup |"
-    say "| --- | --- | --- | --- |"
-    say "| mpimap wordcount, mpirun -np 2 | ${BEST[mpimap]} s | $(mbps "$BYTES" "${BEST[mpimap]}") MB/s | 1 |"
-    say "| awk ($(readlink -f "$(command -v awk)" | xargs basename)) | ${BEST[awk]} s | $(mbps "$BYTES" "${BEST[awk]}") MB/s | $(ratio "${BEST[awk]}" "${BEST[mpimap]}") |"
-    say "| python3 collections.Counter | ${BEST[python]} s | $(mbps "$BYTES" "${BEST[python]}") MB/s | $(ratio "${BEST[python]}" "${BEST[mpimap]}") |"
+        mpimap "${MPIRUN[@]}" -np 2 "$B/mpimap" -v wordcount --top 10 "$WC" -- \
+        awk awk "$AWK_PROG" "$WC" -- \
+        python "$PY" "$BENCH/counter.py" "$WC"
+    AWK_NAME=$(readlink -f "$(command -v awk)" | xargs basename)
+    say "| tool | wall time | min-max | throughput | mpimap speedup |"
+    say "| --- | --- | --- | --- | --- |"
+    wrow() { # wrow NAME LABEL
+        say "| $2 | ${MED[$1]} s | $(range "$1") | $(mbps "$BYTES" "${MED[$1]}") MB/s | $(ratio "${MED[$1]}" "${MED[mpimap]}") |"
+        jcmd "$1" "label:str=$2" "mb_per_s=$(mbps "$BYTES" "${MED[$1]}")" \
+            "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")"
+    }
+    wrow mpimap "mpimap wordcount --top 10, mpirun -np 2"
+    wrow awk "awk ($AWK_NAME) '{for(i=1;i<=NF;i++)c[tolower(\$i)]++}'"
+    wrow python "python3 collections.Counter, line.lower().split()"
     say ""
+    say "mpimap's engine time alone: ${EMED[mpimap]} s ($(mbps "$BYTES" "${EMED[mpimap]}") MB/s)."
+    # The counts differ (mpimap also splits on punctuation) but the ranking should not.
+    top_m=$(cut -f2 "$RUNS/mpimap.out" | paste -sd' ' -)
+    top_p=$(cut -d' ' -f2- "$RUNS/python.out" | paste -sd' ' -)
+    if [ "$top_m" = "$top_p" ]; then
+        say "mpimap and Python rank the same 10 most frequent words in the same order."
+        jparam "same_top10_as_python=true"
+    else
+        say "**The 10 most frequent words differ:** mpimap \`$top_m\`, Python \`$top_p\`."
+        jparam "same_top10_as_python=false"
+    fi
     say "awk and Python split on whitespace only (a lighter rule than mpimap's word definition)."
     say ""
+    jend
 fi
 
+# ------------------------------------------------------------ fib
 if want fib; then
-    cat > "$DATA/seed_fib.py" << 'PYEOF'
-import multiprocessing, sys
-
-def calculate_fibonacci(n):
-    if n <= 1:
-        return n
-    else:
-        return calculate_fibonacci(n - 1) + calculate_fibonacci(n - 2)
-
-if __name__ == '__main__':
-    num_processes = 4
-    pool = multiprocessing.Pool(processes=num_processes)
-    input_values = [int(x) for x in sys.argv[1:]]
-    results = pool.map(calculate_fibonacci, input_values)
-    pool.close()
-    pool.join()
-    print("Results:", results)
-PYEOF
     NUMS="30 35 40"
     [ "$QUICK" = 1 ] && NUMS="25 30 32"
-    say "## fib: the seed's multiprocessing.Pool.map(calculate_fibonacci) vs mpimap fib"
+    jbegin fib
+    jparam "inputs:str=$NUMS"
+    say "## fib $NUMS: mpimap vs the seeds' Python programs"
     say ""
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2086 # NUMS is a list of numbers
     alternate \
-        mpimap "${MPIRUN[@]}" -np 2 "$B/mpimap" fib $NUMS -- \
-        python "$PY" "$DATA/seed_fib.py" $NUMS
-    say "| inputs | mpimap -np 2 | Python Pool(4).map | mpimap speedup |"
+        mpimap "${MPIRUN[@]}" -np 2 "$B/mpimap" -v fib $NUMS -- \
+        pool "$PY" "$BENCH/seed_fib.py" $NUMS -- \
+        futures "$PY" "$BENCH/seed_fib_futures.py" $NUMS
+    # The same values: mpimap prints n<TAB>fib(n), the seeds "Results: [a, b]".
+    want_vals=$(cut -f2 "$RUNS/mpimap.out" | paste -sd, -)
+    for n in pool futures; do
+        got=$(sed -n 's/^Results: \[\(.*\)\]$/\1/p' "$RUNS/$n.out" | tr -d ' ')
+        if [ "$got" != "$want_vals" ]; then
+            echo "bench.sh: fib: '$n' printed [$got], mpimap [$want_vals]" >&2
+            exit 1
+        fi
+    done
+    say "| tool | wall time | min-max | mpimap speedup |"
     say "| --- | --- | --- | --- |"
-    say "| $NUMS | ${BEST[mpimap]} s | ${BEST[python]} s | $(ratio "${BEST[python]}" "${BEST[mpimap]}") |"
+    frow() { # frow NAME LABEL
+        say "| $2 | ${MED[$1]} s | $(range "$1") | $(ratio "${MED[$1]}" "${MED[mpimap]}") |"
+        jcmd "$1" "label:str=$2" "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")"
+    }
+    frow mpimap "mpimap fib, mpirun -np 2"
+    frow pool "seed program: multiprocessing Pool(4).map(calculate_fibonacci) (CPython $("$PY" -c 'import platform; print(platform.python_version())'))"
+    frow futures "seed approach: concurrent.futures ProcessPoolExecutor(max_workers=4).map(calculate_fibonacci)"
+    say ""
+    say "All three printed the same values. mpimap's engine time alone: ${EMED[mpimap]} s."
     if [ "$QUICK" = 0 ]; then
-        t=$(time_once "${MPIRUN[@]}" -np 2 "$B/mpimap" fib 30 35 40 45)
-        say "| 30 35 40 45 | $t s (one run) | not run: fib(45) alone takes minutes in CPython | — |"
+        run_once "${MPIRUN[@]}" -np 2 "$B/mpimap" -v fib 30 35 40 45
+        say "mpimap on \`fib 30 35 40 45\`, one run: $T s (engine $E s); the Python programs are not"
+        say "run on 45: fib(45) alone takes many minutes in CPython."
+        jraw "name:str=mpimap45" "label:str=mpimap fib 30 35 40 45, mpirun -np 2, one run" \
+            "command:str=$(shjoin "${MPIRUN[@]}" -np 2 "$B/mpimap" -v fib 30 35 40 45)" \
+            "times_s:list=$T" "median_s=$T" "min_s=$T" "max_s=$T" "engine_times_s:list=$E"
     fi
     say ""
+    jend
 fi
 
+# ------------------------------------------------------------ overhead
 if want overhead; then
     SIZE=1G
     [ "$QUICK" = 1 ] && SIZE=128M
     F=$(corpus $SIZE)
     BYTES=$(stat -c %s "$F")
     MIB=$((BYTES >> 20))
+    jbegin overhead
+    jparam "size:str=$SIZE" "file:str=$F" "bytes=$BYTES" "chunk:str=64K"
     say "## Engine overhead: empty kernel, $SIZE in 64 KiB chunks, --io master, 2 ranks"
     say ""
     say "| run | engine, default window (2 per thread) | engine, --window 16 | plain MPI point-to-point, 64 KiB messages, window 2 | ratio default / p2p | ratio -w 16 / p2p |"
     say "| --- | --- | --- | --- | --- | --- |"
+    P2P_CMD=("${MPIRUN[@]}" -np 2 "$B/mpimap-p2pbw" "$MIB" 64 2)
+    ENG_CMD=("${MPIRUN[@]}" -np 2 "$B/mpimap" -v --io master -c 64K test --mode noop "$F")
+    ENG16_CMD=("${MPIRUN[@]}" -np 2 "$B/mpimap" -v --window 16 --io master -c 64K test --mode noop "$F")
+    P2PS="" ENGS="" ENG16S="" ET="" E16T="" R1="" R16=""
     for ((r = 1; r <= REPS; r++)); do
-        "${MPIRUN[@]}" -np 2 "$B/mpimap-p2pbw" "$MIB" 64 2 > "$DATA/p2p.out"
+        "${P2P_CMD[@]}" > "$DATA/p2p.out"
         p2p=$(sed -n 's/.* \([0-9.]*\) GB\/s/\1/p' "$DATA/p2p.out")
-        "${MPIRUN[@]}" -np 2 "$B/mpimap" -v --io master -c 64K test --mode noop "$F" \
-            > "$DATA/noop.out" 2> "$DATA/noop.err"
-        [ "$(cat "$DATA/noop.out")" = "$BYTES" ] || {
-            echo "bench.sh: noop kernel counted $(cat "$DATA/noop.out") bytes, expected $BYTES" >&2
+        run_once "${ENG_CMD[@]}"
+        [ "$(cat "$DATA/last.out")" = "$BYTES" ] || {
+            echo "bench.sh: noop kernel counted $(cat "$DATA/last.out") bytes, expected $BYTES" >&2
             exit 1
         }
-        eng=$(sed -n 's/.* in \([0-9.]*\) s (.*/\1/p' "$DATA/noop.err")
+        eng=$E
         engbw=$(awk -v n="$BYTES" -v t="$eng" 'BEGIN { printf "%.2f", n / t / 1e9 }')
-        "${MPIRUN[@]}" -np 2 "$B/mpimap" -v --window 16 --io master -c 64K test --mode noop "$F" \
-            > "$DATA/noop.out" 2> "$DATA/noop.err"
-        eng16=$(sed -n 's/.* in \([0-9.]*\) s (.*/\1/p' "$DATA/noop.err")
+        run_once "${ENG16_CMD[@]}"
+        eng16=$E
         engbw16=$(awk -v n="$BYTES" -v t="$eng16" 'BEGIN { printf "%.2f", n / t / 1e9 }')
         say "| $r | $engbw GB/s | $engbw16 GB/s | $p2p GB/s | $(ratio "$engbw" "$p2p") | $(ratio "$engbw16" "$p2p") |"
+        P2PS+="$p2p " ENGS+="$engbw " ENG16S+="$engbw16 " ET+="$eng " E16T+="$eng16 "
+        R1+="$(ratio "$engbw" "$p2p") " R16+="$(ratio "$engbw16" "$p2p") "
     done
+    # shellcheck disable=SC2086 # space-separated numbers
+    {
+        read -r m_p2p _ _ <<< "$(stats $P2PS)"
+        read -r m_eng _ _ <<< "$(stats $ENGS)"
+        read -r m_eng16 _ _ <<< "$(stats $ENG16S)"
+        read -r m_r1 _ _ <<< "$(stats $R1)"
+        read -r m_r16 _ _ <<< "$(stats $R16)"
+    }
+    m_p2p=$(printf '%.2f' "$m_p2p") m_eng=$(printf '%.2f' "$m_eng") m_eng16=$(printf '%.2f' "$m_eng16")
+    m_r1=$(printf '%.2f' "$m_r1") m_r16=$(printf '%.2f' "$m_r16")
+    say "| median | $m_eng GB/s | $m_eng16 GB/s | $m_p2p GB/s | $m_r1 | $m_r16 |"
     say ""
-    say "The engine also reads the file (page cache) on rank 0 and computes half the chunks there."
+    say "Engine: bytes / the engine's own time. It also reads the file (page cache) on rank 0 and computes"
+    say "half the chunks there. Ratios are per run (each engine run next to its own p2p run)."
     say ""
+    jraw "name:str=engine" "label:str=engine, default window" "command:str=$(shjoin "${ENG_CMD[@]}")" \
+        "engine_times_s:list=$ET" "gb_per_s:list=$ENGS" "median_gb_per_s=$m_eng" \
+        "ratio_to_p2p:list=$R1" "median_ratio_to_p2p=$m_r1"
+    jraw "name:str=engine_w16" "label:str=engine, --window 16" "command:str=$(shjoin "${ENG16_CMD[@]}")" \
+        "engine_times_s:list=$E16T" "gb_per_s:list=$ENG16S" "median_gb_per_s=$m_eng16" \
+        "ratio_to_p2p:list=$R16" "median_ratio_to_p2p=$m_r16"
+    jraw "name:str=p2p" "label:str=plain MPI point-to-point, 64 KiB messages, window 2" \
+        "command:str=$(shjoin "${P2P_CMD[@]}")" "gb_per_s:list=$P2PS" "median_gb_per_s=$m_p2p"
+    jend
 fi
 
+# ------------------------------------------------------------ journal
 if want journal; then
     SIZE=1G
     [ "$QUICK" = 1 ] && SIZE=128M
     F=$(corpus $SIZE)
-    BYTES=$(stat -c %s "$F")
     J="$DATA/bench.journal"
+    jbegin journal
+    jparam "size:str=$SIZE" "file:str=$F" "bytes=$(stat -c %s "$F")" "journal:str=$J"
     say "## Cost of --journal on $SIZE, mpirun -np 2 (journal on the same disk as the data)"
     say ""
+    # shellcheck disable=SC2016 # the inner shell's $1 and $@
     alternate \
         wc "${MPIRUN[@]}" -np 2 "$B/mpimap" wordcount --top 10 "$F" -- \
         wcj bash -c 'rm -f "$1"; shift; "$@"' _ "$J" "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" wordcount --top 10 "$F" -- \
         wcr "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" --resume wordcount --top 10 "$F"
+    same_output wc wcj wcr
     WCJ=$(du -m "$J" | cut -f1)
+    # shellcheck disable=SC2016
     alternate \
         echo "${MPIRUN[@]}" -np 2 "$B/mpimap" -o "$DATA/echo.out" test "$F" -- \
         echoj bash -c 'rm -f "$1"; shift; "$@"' _ "$J" "${MPIRUN[@]}" -np 2 "$B/mpimap" --journal "$J" -o "$DATA/echo.out" test "$F" -- \
@@ -259,9 +624,33 @@ if want journal; then
     rm -f "$J" "$DATA/echo.out"
     say "| workload | no journal | --journal (fresh) | overhead | --resume, all chunks journaled | journal size |"
     say "| --- | --- | --- | --- | --- | --- |"
-    say "| wordcount --top 10 (reduced) | ${BEST[wc]} s | ${BEST[wcj]} s | $(ratio "${BEST[wcj]}" "${BEST[wc]}") | ${BEST[wcr]} s | $WCJ MiB |"
-    say "| test --mode echo -o FILE (ordered) | ${BEST[echo]} s | ${BEST[echoj]} s | $(ratio "${BEST[echoj]}" "${BEST[echo]}") | ${BEST[echor]} s | $ECJ MiB |"
+    say "| wordcount --top 10 (reduced) | ${MED[wc]} s | ${MED[wcj]} s | $(ratio "${MED[wcj]}" "${MED[wc]}") | ${MED[wcr]} s | $WCJ MiB |"
+    say "| test --mode echo -o FILE (ordered) | ${MED[echo]} s | ${MED[echoj]} s | $(ratio "${MED[echoj]}" "${MED[echo]}") | ${MED[echor]} s | $ECJ MiB |"
     say ""
+    jcmd wc "label:str=wordcount --top 10, no journal"
+    jcmd wcj "label:str=wordcount --top 10, --journal (fresh)" "overhead=$(ratio "${MED[wcj]}" "${MED[wc]}")" "journal_mib=$WCJ"
+    jcmd wcr "label:str=wordcount --top 10, --resume (every chunk journaled)"
+    jcmd echo "label:str=test --mode echo -o FILE, no journal"
+    jcmd echoj "label:str=test --mode echo -o FILE, --journal (fresh)" "overhead=$(ratio "${MED[echoj]}" "${MED[echo]}")" "journal_mib=$ECJ"
+    jcmd echor "label:str=test --mode echo -o FILE, --resume (every chunk journaled)"
+    jend
 fi
 
-log "results in $OUT"
+# ------------------------------------------------------------ overlap, dispatch
+# Separate scripts with their own lock on the same file: release ours first.
+flock -u 9
+exec 9>&-
+for s in overlap dispatch; do
+    want_external "$s" || continue
+    script="$MPIMAP_ROOT/scripts/bench-$s.sh"
+    if [ ! -f "$script" ]; then
+        log "$s: $script does not exist yet, skipped"
+        continue
+    fi
+    args=()
+    [ "$QUICK" = 1 ] && args+=(--quick)
+    log "$s: $script ${args[*]}"
+    bash "$script" "${args[@]}" | tee -a "$OUT"
+done
+
+log "results in $OUT and $RESULTS/"

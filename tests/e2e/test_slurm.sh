@@ -321,6 +321,8 @@ if [ -n "$DEF_ID" ]; then
     assert_exists "without arguments: corpus generated" "$W2/data/corpus-2M.txt"
     if [ -e "$W2/data/corpus-2M.txt" ] && [ -e "$W2/mpimap-$DEF_ID.txt" ]; then
         run 2 -o "$TMP/ref-def.txt" wordcount --top 100 "$W2/data/corpus-2M.txt"
+        assert_rc "without arguments: reference run" 0
+        [ "$RC" = 0 ] || show_file stderr "$ERR"
         assert_same_file "without arguments: mpimap-JOBID.txt = mpirun wordcount --top 100 corpus" \
             "$TMP/ref-def.txt" "$W2/mpimap-$DEF_ID.txt"
     else
