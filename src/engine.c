@@ -111,6 +111,7 @@ enum { ST_OK = 0, ST_KERNEL = -1, ST_ENGINE = -2, ST_CANCELLED = -3 };
 #define MAX_LISTED 20      /* failures listed in the final summary */
 #define SPIN_POLLS 200
 #define MAX_SLEEP 0.002
+#define MIN_SLEEP 100e-6 /* the longest sleep while chunk bytes are arriving */
 #define MAX_HELD ((uint64_t)256 << 20) /* bytes of rows held for reordering */
 
 typedef struct result_hdr_s {
@@ -1475,10 +1476,21 @@ static int run_master(engine_t *e, const int *windows, double t_start)
 
 /* ---- worker -------------------------------------------------------------- */
 
+/* A chunk whose bytes are arriving: the main thread goes on sending results
+ * and feeding the pool while they do (MPI_Imrecv / MPI_Irecv). */
+typedef struct inbound_s {
+    MPI_Request req;
+    char *buf;      /* CHUNK_HDR bytes (the descriptor) then the chunk's bytes */
+    uint64_t bytes; /* message bytes, for the metrics */
+    double t0, b0;  /* metrics: when the receive was posted, the busy clock then */
+} inbound_t;
+
 typedef struct worker_s {
     engine_t *e;
     job_t **sends;
     size_t nsends, cap_sends;
+    inbound_t *in;
+    size_t nin, cap_in;
     int cancelled; /* TAG_CANCEL came: chunks arriving now go back unstarted */
 } worker_t;
 
@@ -1506,6 +1518,67 @@ static void worker_send(worker_t *w, job_t *j)
     ob_transfer(e, MPM_SP_SEND, t0, b0, (int64_t)j->d.index, j->out.len);
 }
 
+/* A chunk's bytes are all here: hand it to the pool (or straight back,
+ * cancelled, after TAG_CANCEL). Takes ownership of buf. */
+static void worker_chunk(worker_t *w, char *buf, double t0, double b0, uint64_t bytes)
+{
+    engine_t *e = w->e;
+    mpm_chunk_desc_t d;
+    memcpy(&d, buf, sizeof d);
+    if (d.has_data == MPM_DATA_SEPARATE) d.has_data = MPM_DATA_INLINE;
+    ob_transfer(e, MPM_SP_RECV, t0, b0, (int64_t)d.index, bytes);
+    job_t *j = job_new(e, &d, buf);
+    if (!j) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory");
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    if (w->cancelled) {
+        j->task.cancelled = 1;
+        worker_send(w, j);
+    } else {
+        mpm__pool_submit(e->pool, &j->task);
+    }
+}
+
+/* Receives a chunk message matched by MPI_Improbe: small ones at once,
+ * large ones (and the bytes that follow a descriptor, --io master from a
+ * mapping) without blocking. */
+static void worker_receive(worker_t *w, MPI_Message *msg, int count)
+{
+    engine_t *e = w->e;
+    char *buf = malloc(count > CHUNK_HDR ? (size_t)count : CHUNK_HDR);
+    if (!buf || mpm__grow(&w->in, &w->cap_in, w->nin + 1, sizeof *w->in) < 0) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %d bytes", count);
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    double t0 = ob_now(e), b0 = ob_busy(e, t0);
+    inbound_t *in = &w->in[w->nin];
+    *in = (inbound_t){.buf = buf, .bytes = (uint64_t)count, .t0 = t0, .b0 = b0};
+    if (count > CHUNK_HDR) {
+        mpi_check(MPI_Imrecv(buf, count, MPI_BYTE, msg, &in->req), "MPI_Imrecv");
+        w->nin++;
+        return;
+    }
+    mpi_check(MPI_Mrecv(buf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+    mpm_chunk_desc_t d;
+    memcpy(&d, buf, sizeof d);
+    if (d.has_data != MPM_DATA_SEPARATE || !d.len) {
+        worker_chunk(w, buf, t0, b0, (uint64_t)count);
+        return;
+    }
+    /* The bytes follow as the next TAG_DATA message from rank 0: posting
+     * the receive now keeps them matched to this descriptor. */
+    if (!(in->buf = realloc(buf, CHUNK_HDR + (size_t)d.len))) {
+        MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %llu bytes",
+                (unsigned long long)d.len);
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    in->bytes += d.len;
+    mpi_check(MPI_Irecv(in->buf + CHUNK_HDR, (int)d.len, MPI_BYTE, 0, TAG_DATA, e->comm, &in->req),
+              "MPI_Irecv");
+    w->nin++;
+}
+
 static int run_worker(engine_t *e)
 {
     worker_t w = {.e = e};
@@ -1522,72 +1595,49 @@ static int run_worker(engine_t *e)
         while (!stopping) {
             int flag = 0;
             MPI_Status st;
+            MPI_Message msg;
             double t0 = ob_now(e);
-            mpi_check(MPI_Iprobe(0, MPI_ANY_TAG, e->comm, &flag, &st), "MPI_Iprobe");
+            mpi_check(MPI_Improbe(0, MPI_ANY_TAG, e->comm, &flag, &msg, &st), "MPI_Improbe");
             ob_poll(e, t0);
             if (!flag) break;
             progress = 1;
             if (st.MPI_TAG == TAG_STOP) {
-                mpi_check(MPI_Recv(&stop_status, 1, MPI_INT, 0, TAG_STOP, e->comm,
-                                   MPI_STATUS_IGNORE),
-                          "MPI_Recv");
+                mpi_check(MPI_Mrecv(&stop_status, 1, MPI_INT, &msg, MPI_STATUS_IGNORE),
+                          "MPI_Mrecv");
                 stopping = 1;
                 break;
             }
             if (st.MPI_TAG == TAG_CANCEL) {
                 int dummy;
-                mpi_check(MPI_Recv(&dummy, 1, MPI_INT, 0, TAG_CANCEL, e->comm, MPI_STATUS_IGNORE),
-                          "MPI_Recv");
+                mpi_check(MPI_Mrecv(&dummy, 1, MPI_INT, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
                 w.cancelled = 1;
                 mpm__pool_cancel(e->pool);
                 continue;
             }
             int count = 0;
             MPI_Get_count(&st, MPI_BYTE, &count);
-            char *buf = malloc((size_t)count);
-            if (!buf) {
-                MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %d bytes", count);
-                MPI_Abort(e->comm, MPM_EXIT_FAIL);
-            }
-            t0 = ob_now(e);
-            double b0 = ob_busy(e, t0);
-            uint64_t got = (uint64_t)count;
-            mpi_check(MPI_Recv(buf, count, MPI_BYTE, 0, st.MPI_TAG, e->comm, MPI_STATUS_IGNORE),
-                      "MPI_Recv");
-            mpm_chunk_desc_t d;
-            memcpy(&d, buf, sizeof d);
-            if (d.has_data == MPM_DATA_SEPARATE) {
-                /* The bytes follow as the next message from rank 0. */
-                char *nb = realloc(buf, CHUNK_HDR + (size_t)d.len);
-                if (!nb) {
-                    MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %llu bytes",
-                            (unsigned long long)d.len);
-                    MPI_Abort(e->comm, MPM_EXIT_FAIL);
-                }
-                buf = nb;
-                mpi_check(MPI_Recv(buf + CHUNK_HDR, (int)d.len, MPI_BYTE, 0, TAG_DATA, e->comm,
-                                   MPI_STATUS_IGNORE),
-                          "MPI_Recv");
-                d.has_data = MPM_DATA_INLINE;
-                got += d.len;
-            }
-            ob_transfer(e, MPM_SP_RECV, t0, b0, (int64_t)d.index, got);
-            job_t *j = job_new(e, &d, buf);
-            if (!j) {
-                MPM_LOG(MPM_LOG_ERROR, "out of memory");
-                MPI_Abort(e->comm, MPM_EXIT_FAIL);
-            }
-            if (w.cancelled) {
-                j->task.cancelled = 1;
-                worker_send(&w, j);
+            worker_receive(&w, &msg, count);
+        }
+        for (size_t i = 0; i < w.nin;) {
+            int done = 0;
+            double t0 = ob_now(e);
+            mpi_check(MPI_Test(&w.in[i].req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+            ob_poll(e, t0);
+            if (done) {
+                inbound_t in = w.in[i];
+                w.in[i] = w.in[--w.nin];
+                worker_chunk(&w, in.buf, in.t0, in.b0, in.bytes);
+                progress = 1;
             } else {
-                mpm__pool_submit(e->pool, &j->task);
+                i++;
             }
         }
         double wait = 0;
         if (idle > SPIN_POLLS) {
             wait = 50e-6 * (idle - SPIN_POLLS);
             if (wait > MAX_SLEEP) wait = MAX_SLEEP;
+            /* Bytes arriving move on only inside MPI calls: poll sooner. */
+            if (w.nin && wait > MIN_SLEEP) wait = MIN_SLEEP;
         }
         double t0 = ob_now(e);
         mpm_task_t *t = mpm__pool_take_done(e->pool, wait);
@@ -1613,11 +1663,12 @@ static int run_worker(engine_t *e)
             }
         }
         if (had) ob_transfer(e, MPM_SP_SEND, t0, b0, -1, 0);
-        if (stopping && w.nsends == 0 && mpm__pool_pending(e->pool) == 0) break;
+        if (stopping && w.nsends == 0 && w.nin == 0 && mpm__pool_pending(e->pool) == 0) break;
         idle = progress ? 0 : idle + 1;
         if (!progress && idle <= SPIN_POLLS) sched_yield();
     }
     free(w.sends);
+    free(w.in);
     if (e->segs) {
         /* Flush the open segments to rank 0 (the pool is idle). */
         mpm_buf_t b = {0};
