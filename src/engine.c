@@ -1562,13 +1562,13 @@ static void worker_receive(worker_t *w, MPI_Message *msg, int count)
     mpi_check(MPI_Mrecv(buf, count, MPI_BYTE, msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
     mpm_chunk_desc_t d;
     memcpy(&d, buf, sizeof d);
-    if (d.has_data != MPM_DATA_SEPARATE || !d.len) {
+    if (d.has_data != MPM_DATA_SEPARATE) {
         worker_chunk(w, buf, t0, b0, (uint64_t)count);
         return;
     }
     /* The bytes follow as the next TAG_DATA message from rank 0: posting
      * the receive now keeps them matched to this descriptor. */
-    if (!(in->buf = realloc(buf, CHUNK_HDR + (size_t)d.len))) {
+    if (!(in->buf = realloc(buf, CHUNK_HDR + (size_t)d.len + 1))) {
         MPM_LOG(MPM_LOG_ERROR, "out of memory receiving a chunk of %llu bytes",
                 (unsigned long long)d.len);
         MPI_Abort(e->comm, MPM_EXIT_FAIL);
