@@ -3,11 +3,12 @@
  *
  * DESIGN. Every rank runs one main thread (the only one that calls MPI,
  * MPI_THREAD_FUNNELED) and a pool of compute threads (pool.h) pinned inside
- * the rank's cpuset (topo.h). Rank 0 is the master and computes too.
+ * the rank's cpuset (topo.h). Rank 0 is the master and computes too (unless
+ * --dedicated-master).
  *
  *   master main thread                      worker main thread
  *   ------------------                      ------------------
- *   splitter -> next chunk                   Iprobe(CHUNK) -> Recv -> pool
+ *   splitter -> next chunk                   Improbe(CHUNK) -> Imrecv -> pool
  *   keeps every rank's window full:          pool done -> Isend(RESULT)
  *     local: pool submit                     STOP -> drain, send PARTIAL
  *     remote: Isend(CHUNK)
@@ -2059,11 +2060,19 @@ static void obs_send(engine_t *e, const mpm_buf_t *b)
     mpi_check(MPI_Send(n ? b->data : "", n, MPI_BYTE, 0, TAG_OBS, e->comm), "MPI_Send");
 }
 
-/* Rank 0: receives every other rank's fragment in rank order and appends
- * each (after sep) to F (NULL: receive and drop). Returns 1 on a write error. */
-static int write_fragments(engine_t *e, FILE *F, const char *sep)
+/* Rank 0: writes a report file: head, this rank's fragment, then every
+ * other rank's (received in rank order, each after sep), then tail. The
+ * fragments are received even when the file cannot be written. 0, or -1
+ * (printed). */
+static int report_write(engine_t *e, const char *path, const char *what, const mpm_buf_t *head,
+                        const mpm_buf_t *own, const char *sep, const char *tail)
 {
-    int bad = 0;
+    report_t f;
+    int bad = report_open(&f, path) < 0;
+    FILE *F = f.f;
+    if (F && (fwrite(head->data, 1, head->len, F) != head->len ||
+              fwrite(own->data, 1, own->len, F) != own->len))
+        bad = 1;
     for (int r = 1; r < e->size; r++) {
         int count = 0;
         char *frag = recv_whole(e, r, TAG_OBS, &count);
@@ -2071,7 +2080,8 @@ static int write_fragments(engine_t *e, FILE *F, const char *sep)
             bad = 1;
         free(frag);
     }
-    return bad;
+    if (F && fputs(tail, F) < 0) bad = 1;
+    return report_close(&f, bad, what);
 }
 
 static void json_inputs(const engine_t *e, mpm_buf_t *b)
@@ -2159,16 +2169,12 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
                     tot[MPM_OS_DROPPED], cfg->trace_max);
     }
 
-    int bad = 0;
     mpm_buf_t b = {0};
     if (cfg->metrics) {
         if (mpm__obs_rank_json(o, &ri, &b) < 0) b.len = 0;
         if (e->rank != 0) {
             obs_send(e, &b);
         } else {
-            report_t f;
-            bad = report_open(&f, cfg->metrics) < 0;
-            FILE *F = f.f;
             mpm_buf_t h = {0};
             char when[32] = "";
             time_t now = time(NULL);
@@ -2223,12 +2229,9 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
                 tot[MPM_OS_WRITE], tot[MPM_OS_TRANSFER], tot[MPM_OS_HIDDEN],
                 tot[MPM_OS_TRANSFER] > 0 ? tot[MPM_OS_HIDDEN] / tot[MPM_OS_TRANSFER] : 0,
                 tot[MPM_OS_DROPPED]);
-            if (F && fwrite(h.data, 1, h.len, F) != h.len) bad = 1;
-            if (F && fwrite(b.data, 1, b.len, F) != b.len) bad = 1;
+            if (report_write(e, cfg->metrics, "--metrics file", &h, &b, ",\n    ", "\n  ]\n}\n") < 0)
+                rc = MPM_EXIT_FAIL;
             mpm_buf_free(&h);
-            bad |= write_fragments(e, F, ",\n    ");
-            if (F && fputs("\n  ]\n}\n", F) < 0) bad = 1;
-            if (report_close(&f, bad, "--metrics file") < 0) rc = MPM_EXIT_FAIL;
         }
         b.len = 0;
     }
@@ -2237,10 +2240,8 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
         if (e->rank != 0) {
             obs_send(e, &b);
         } else {
-            report_t f;
-            bad = report_open(&f, cfg->trace) < 0;
-            FILE *F = f.f;
-            if (F && fprintf(F,
+            mpm_buf_t h = {0};
+            mpm_buf_printf(&h,
                              "{\"displayTimeUnit\": \"ms\",\n\"otherData\": {\"tool\": \"mpimap "
                              "%s\", \"kernel\": \"%s\", \"ranks\": %d, \"clock\": \"CLOCK_MONOTONIC "
                              "of each rank, shifted by its offset to rank 0 measured with MPI "
@@ -2248,12 +2249,10 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
                              "\"trace_max_per_thread\": %lld, \"spans_dropped\": %.0f},\n"
                              "\"traceEvents\": [\n",
                              MPM_VERSION, e->k->name, e->size, cfg->trace_max,
-                             tot[MPM_OS_DROPPED]) < 0)
-                bad = 1;
-            if (F && fwrite(b.data, 1, b.len, F) != b.len) bad = 1;
-            bad |= write_fragments(e, F, ",\n");
-            if (F && fputs("\n]}\n", F) < 0) bad = 1;
-            if (report_close(&f, bad, "--trace file") < 0) rc = MPM_EXIT_FAIL;
+                             tot[MPM_OS_DROPPED]);
+            if (report_write(e, cfg->trace, "--trace file", &h, &b, ",\n", "\n]}\n") < 0)
+                rc = MPM_EXIT_FAIL;
+            mpm_buf_free(&h);
         }
     }
     mpm_buf_free(&b);
