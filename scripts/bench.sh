@@ -31,6 +31,14 @@
 # journal   the cost of --journal: wordcount (reduced) and test --mode echo
 #           (ordered rows) with and without it, and a --resume that finds
 #           every chunk in the journal
+# image     Gaussian blur sigma 3 and Sobel on an 8000 x 8000 RGB PPM (2000 x
+#           2000 with --quick), file to file: mpimap (mpirun -np 2, and one
+#           rank with 2 threads) vs libvips (`vips gaussblur` in its default
+#           integer precision and with --precision float, `vips sobel`;
+#           VIPS_CONCURRENCY=2) and ImageMagick (`convert -blur 0x3`, the
+#           separable blur, alternated; `convert -gaussian-blur 0x3`, the 2-D
+#           kernel, timed once: it takes minutes), -limit thread 2. Outputs
+#           are checked: mpimap within 1 level of vips --precision float.
 # overlap   scripts/bench-overlap.sh [--quick], if present (in `all` only
 #           without --quick); it takes the benchmark lock itself
 # dispatch  scripts/bench-dispatch.sh [--quick], if present (likewise)
@@ -49,7 +57,7 @@
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
 
-SECTIONS=(tasks scaling wordcount fib overhead journal overlap dispatch)
+SECTIONS=(tasks scaling wordcount fib overhead journal image overlap dispatch)
 QUICK=0
 WHAT=()
 for a in "$@"; do
@@ -78,7 +86,8 @@ want_external() {
     [[ " ${WHAT[*]} " == *" $1 "* ]] || { [[ " ${WHAT[*]} " == *" all "* ]] && [ "$QUICK" = 0 ]; }
 }
 
-install_deps "${BUILD_DEPS[@]}" gawk python3-mpi4py gnuplot-nox
+install_deps "${BUILD_DEPS[@]}" gawk python3-mpi4py gnuplot-nox libvips-tools imagemagick \
+    python3-numpy python3-pil
 build "$MPIMAP_ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
 B="$MPIMAP_ROOT/build-bench"
 BENCH="$MPIMAP_ROOT/bench" # anchor programs, the JSON writer, the plot script
@@ -633,6 +642,97 @@ if want journal; then
     jcmd echo "label:str=test --mode echo -o FILE, no journal"
     jcmd echoj "label:str=test --mode echo -o FILE, --journal (fresh)" "overhead=$(ratio "${MED[echoj]}" "${MED[echo]}")" "journal_mib=$ECJ"
     jcmd echor "label:str=test --mode echo -o FILE, --resume (every chunk journaled)"
+    jend
+fi
+
+# ------------------------------------------------------------ image
+if want image; then
+    IW=8000
+    [ "$QUICK" = 1 ] && IW=2000
+    IMG="$DATA/image-$IW.ppm"
+    if [ ! -s "$IMG" ]; then
+        "$PY" "$MPIMAP_ROOT/tests/e2e/imgref.py" gen "$IW" "$IW" 3 255 42 "$IMG.tmp.ppm" &&
+            mv "$IMG.tmp.ppm" "$IMG"
+    fi
+    cat "$IMG" > /dev/null
+    IB=$(stat -c %s "$IMG")
+    # ImageMagick's Debian policy refuses images this large: a looser one.
+    MAGICK_DIR="$DATA/magick"
+    mkdir -p "$MAGICK_DIR"
+    cat > "$MAGICK_DIR/policy.xml" << 'EOF'
+<policymap>
+  <policy domain="resource" name="memory" value="8GiB"/>
+  <policy domain="resource" name="map" value="8GiB"/>
+  <policy domain="resource" name="width" value="64KP"/>
+  <policy domain="resource" name="height" value="64KP"/>
+  <policy domain="resource" name="area" value="4GP"/>
+  <policy domain="resource" name="disk" value="16GiB"/>
+</policymap>
+EOF
+    IM=(env MAGICK_CONFIGURE_PATH="$MAGICK_DIR" convert-im6.q16 -limit thread "$NPROC")
+    VIPS=(env VIPS_CONCURRENCY="$NPROC" vips)
+    O="$DATA/image-out"
+    mkdir -p "$O"
+    jbegin image
+    jparam "width=$IW" "height=$IW" "channels=3" "bytes=$IB" "input:str=$IMG" \
+        "vips_version:str=$(vips --version)" "imagemagick_version:str=$(convert-im6.q16 -version | head -n 1)"
+    say "## Image filters: $IW x $IW RGB PPM ($((IB >> 20)) MiB), file to file, $NPROC cores"
+    say ""
+    alternate \
+        mpimap "${MPIRUN[@]}" -np "$NPROC" "$B/mpimap" -v image --filter blur --sigma 3 "$IMG" -o "$O/mpimap-blur.ppm" -- \
+        mpimapt "$B/mpimap" -v --threads "$NPROC" image --filter blur --sigma 3 "$IMG" -o "$O/mpimapt-blur.ppm" -- \
+        vips "${VIPS[@]}" gaussblur "$IMG" "$O/vips-blur.ppm" 3 -- \
+        vipsf "${VIPS[@]}" gaussblur "$IMG" "$O/vipsf-blur.ppm" 3 --precision float -- \
+        imblur "${IM[@]}" "$IMG" -blur 0x3 "$O/im-blur.ppm"
+    CHECK=$("$PY" "$MPIMAP_ROOT/tests/e2e/imgref.py" cmp "$O/vipsf-blur.ppm" "$O/mpimap-blur.ppm" 1) || {
+        echo "bench.sh: image: mpimap's blur is not within 1 level of vips --precision float: $CHECK" >&2
+        exit 1
+    }
+    cmp -s "$O/mpimap-blur.ppm" "$O/mpimapt-blur.ppm" || {
+        echo "bench.sh: image: -np $NPROC and --threads $NPROC outputs differ" >&2
+        exit 1
+    }
+    VCHECK=$("$PY" "$MPIMAP_ROOT/tests/e2e/imgref.py" cmp "$O/vipsf-blur.ppm" "$O/vips-blur.ppm" 255 | cut -d, -f1)
+    say "| blur sigma 3 | wall time | min-max | MB/s (input) | time / mpimap |"
+    say "| --- | --- | --- | --- | --- |"
+    brow() { # brow NAME LABEL
+        say "| $2 | ${MED[$1]} s | $(range "$1") | $(mbps "$IB" "${MED[$1]}") | $(ratio "${MED[$1]}" "${MED[mpimap]}") |"
+        jcmd "$1" "label:str=$2" "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")" "filter:str=blur"
+    }
+    brow mpimap "mpimap image --filter blur --sigma 3, mpirun -np $NPROC"
+    brow mpimapt "mpimap --threads $NPROC image --filter blur --sigma 3 (one rank)"
+    brow vips "vips gaussblur 3 (default integer precision), VIPS_CONCURRENCY=$NPROC"
+    brow vipsf "vips gaussblur 3 --precision float, VIPS_CONCURRENCY=$NPROC"
+    brow imblur "ImageMagick convert -blur 0x3 (separable), -limit thread $NPROC"
+    say ""
+    say "mpimap vs vips --precision float: $CHECK (within 1 level, as required); vips' default"
+    say "integer precision vs its float precision: $VCHECK."
+    say ""
+    alternate \
+        mpimap "${MPIRUN[@]}" -np "$NPROC" "$B/mpimap" -v image --filter sobel "$IMG" -o "$O/mpimap-sobel.pgm" -- \
+        mpimapt "$B/mpimap" -v --threads "$NPROC" image --filter sobel "$IMG" -o "$O/mpimapt-sobel.pgm" -- \
+        vips "${VIPS[@]}" sobel "$IMG" "$O/vips-sobel.ppm"
+    say "| Sobel | wall time | min-max | MB/s (input) | time / mpimap |"
+    say "| --- | --- | --- | --- | --- |"
+    srow() { # srow NAME LABEL
+        say "| $2 | ${MED[$1]} s | $(range "$1") | $(mbps "$IB" "${MED[$1]}") | $(ratio "${MED[$1]}" "${MED[mpimap]}") |"
+        jcmd "$1" "label:str=$2" "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")" "filter:str=sobel"
+    }
+    srow mpimap "mpimap image --filter sobel (luma, one channel out), mpirun -np $NPROC"
+    srow mpimapt "mpimap --threads $NPROC image --filter sobel (one rank)"
+    srow vips "vips sobel (each of the 3 bands, 3 channels out), VIPS_CONCURRENCY=$NPROC"
+    say ""
+    if [ "$QUICK" = 0 ]; then
+        run_once "${IM[@]}" "$IMG" -gaussian-blur 0x3 "$O/im-gblur.ppm"
+        IMG_T=$T
+        say "ImageMagick \`convert -gaussian-blur 0x3\` (the full 2-D kernel), one run: $IMG_T s,"
+        say "$(ratio "$IMG_T" "${MED[mpimap]}") x mpimap's blur time above (median of its rounds)."
+        jraw "name:str=imgblur" "label:str=ImageMagick convert -gaussian-blur 0x3, one run" \
+            "command:str=$(shjoin "${IM[@]}" "$IMG" -gaussian-blur 0x3 "$O/im-gblur.ppm")" \
+            "times_s:list=$IMG_T" "median_s=$IMG_T" "min_s=$IMG_T" "max_s=$IMG_T"
+        say ""
+    fi
+    rm -f "$O"/*.ppm "$O"/*.pgm
     jend
 fi
 

@@ -477,6 +477,7 @@ typedef struct master_s {
     engine_t *e;
     mpm_splitter_t *split;
     mpm_out_t out;
+    void *sink; /* the kernel's sink (mpm_kernel_t.sink_open) instead of out, or NULL */
     int *inflight, *window;
     int rr; /* round-robin cursor for choosing a rank */
     slot_t *ring;
@@ -588,6 +589,42 @@ static void master_report_error(master_t *m)
 /* The chunk's identity length: bytes, or integers for a range. */
 static uint64_t chunk_extent(const mpm_chunk_desc_t *d) { return d->len ? d->len : d->hi - d->lo; }
 
+/* Writes one chunk's ordered bytes: rows to the output, or to the kernel's
+ * sink. 0, or -1 with the message recorded. */
+static int master_out(master_t *m, uint64_t index, const char *data, size_t len)
+{
+    if (m->sink) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        if (m->e->k->sink_write(m->sink, index, data, len, &err) == 0) return 0;
+        m->out.failed = 1; /* stops further writes, as for rows */
+        master_record_error(m, index, -1, -1, err.msg, strlen(err.msg));
+        return -1;
+    }
+    if (mpm__out_rows(&m->out, data, len) == 0) return 0;
+    master_record_error(m, index, -1, -1, m->out.err, strlen(m->out.err));
+    return -1;
+}
+
+/* Ends the output: commit 1 moves it into place (0 or -1, message printed);
+ * 0 removes it. */
+static int master_out_close(master_t *m, int commit)
+{
+    if (m->sink) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        int r = m->e->k->sink_close(m->sink, commit, &err);
+        m->sink = NULL;
+        if (r < 0) MPM_LOG(MPM_LOG_ERROR, "%s", err.msg[0] ? err.msg : "cannot write the output");
+        return r;
+    }
+    if (!commit) {
+        mpm__out_abort(&m->out);
+        return 0;
+    }
+    if (mpm__out_commit(&m->out) == 0) return 0;
+    MPM_LOG(MPM_LOG_ERROR, "%s", m->out.err);
+    return -1;
+}
+
 static void master_write_ready(master_t *m)
 {
     for (;;) {
@@ -605,13 +642,12 @@ static void master_write_ready(master_t *m)
                 master_record_error(m, m->next_write, -1, -1, "out of memory", 13);
             } else if (mpm__journal_read(m->e->journal, &s->je, 0, rows, n, &err) < 0) {
                 master_record_error(m, m->next_write, -1, -1, err.msg, strlen(err.msg));
-            } else if (mpm__out_rows(&m->out, rows, n) < 0) {
-                master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
+            } else {
+                master_out(m, m->next_write, rows, n);
             }
             free(rows);
-        } else if (!m->out.failed && s->len > RESULT_HDR &&
-                   mpm__out_rows(&m->out, s->buf + RESULT_HDR, s->len - RESULT_HDR) < 0) {
-            master_record_error(m, m->next_write, -1, -1, m->out.err, strlen(m->out.err));
+        } else if (!m->out.failed && s->len > RESULT_HDR) {
+            master_out(m, m->next_write, s->buf + RESULT_HDR, s->len - RESULT_HDR);
         }
         free(s->buf);
         m->held_bytes -= s->len;
@@ -653,7 +689,8 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
     memcpy(text, msg, len);
     text[len] = 0;
     uint32_t attempts = d->attempt + 1;
-    int replayable = !from_split && e->in->v[d->input].kind != MPM_IN_STDIN;
+    /* A kernel's source cannot cut one chunk again on its own. */
+    int replayable = !from_split && e->in->v[d->input].kind != MPM_IN_STDIN && !e->k->source_open;
     char w[600];
     if (!cfg->fail_fast && !m->interrupted && replayable && attempts <= (uint64_t)cfg->retries) {
         where(e, d->input, off, m->nfail < 100, w, sizeof w);
@@ -1273,8 +1310,14 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     }
     mpm_err_t err = {.offset = -1, .msg = ""};
     if (!m.failed) {
-        if (mpm__out_open(&m.out, e->cfg->output, (mpm_format_t)e->cfg->format, e->k->columns(e->opts)) <
-            0) {
+        const char *opath = e->cfg->output && strcmp(e->cfg->output, "-") ? e->cfg->output : NULL;
+        if (e->k->sink_open && !(m.sink = e->k->sink_open(e->opts, e->in, opath, &err))) {
+            MPM_LOG(MPM_LOG_ERROR, "%s", err.msg[0] ? err.msg : "cannot open the output");
+            m.failed = 1;
+            m.stop = 1;
+        } else if (!e->k->sink_open &&
+                   mpm__out_open(&m.out, e->cfg->output, (mpm_format_t)e->cfg->format,
+                                 e->k->columns(e->opts)) < 0) {
             MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
             m.failed = 1;
             m.stop = 1;
@@ -1282,8 +1325,9 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         } else if (mpm__split_open(&m.split, e->in->v, e->in->n, e->chunk_size, e->k->records,
                                    e->io == MPM_IO_MASTER, CHUNK_HDR, &err) < 0) {
             master_record_error(&m, 0, -1, -1, err.msg, strlen(err.msg));
-        } else if (e->journal && e->segs) {
-            master_load_segments(&m);
+        } else {
+            mpm__split_set_source(m.split, e->k, e->opts);
+            if (e->journal && e->segs) master_load_segments(&m);
         }
     }
 
@@ -1298,7 +1342,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
                 integers = 1;
             } else if (x->kind == MPM_IN_MEMORY) {
                 total += x->len;
-            } else if (x->kind == MPM_IN_FILE && stat(x->name, &st) == 0 && S_ISREG(st.st_mode)) {
+            } else if (x->kind == MPM_IN_FILE && !e->k->source_open && stat(x->name, &st) == 0 &&
+                       S_ISREG(st.st_mode)) {
                 total += (uint64_t)st.st_size;
             } else {
                 known = 0; /* standard input, pipes */
@@ -1337,7 +1382,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
                 "%d chunk%s still running after the %g s grace period: abandoned (they will be "
                 "computed again on --resume)",
                 running_chunks(&m), running_chunks(&m) == 1 ? "" : "s", e->cfg->grace);
-        mpm__out_abort(&m.out);
+        master_out_close(&m, 0);
         if (e->journal) {
             mpm__journal_close(e->journal, &err);
             e->journal = NULL;
@@ -1385,8 +1430,8 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             mpm_buf_t fin = {0};
             if (e->k->finish(e->opts, e->partials[0], (mpm_format_t)e->cfg->format, &fin, &err) < 0)
                 master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
-            else if (mpm__out_rows(&m.out, fin.data, fin.len) < 0)
-                master_record_error(&m, UINT64_MAX, -1, -1, m.out.err, strlen(m.out.err));
+            else
+                master_out(&m, UINT64_MAX, fin.data, fin.len);
             mpm_buf_free(&fin);
             ob_main_span(e, MPM_SP_WRITE, t0, -1, 0);
         }
@@ -1405,10 +1450,10 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     t0 = ob_now(e);
     if (m.failed || !m.split) {
         if (m.err_msg[0]) master_report_error(&m);
-        mpm__out_abort(&m.out);
+        master_out_close(&m, 0);
         rc = MPM_EXIT_FAIL;
     } else if (m.interrupted) {
-        mpm__out_abort(&m.out);
+        master_out_close(&m, 0);
         rc = MPM_EXIT_INTERRUPTED;
         uint64_t fresh = m.chunks_done - m.reused;
         if (e->cfg->journal)
@@ -1425,22 +1470,23 @@ static int run_master(engine_t *e, const int *windows, double t_start)
                     "chunk%s must be computed again",
                     signal_name(m.interrupted), (unsigned long long)fresh, fresh == 1 ? "" : "s");
     } else if (m.nfail) {
-        if (!m.chunks_done) {
-            mpm__out_abort(&m.out); /* nothing succeeded: nothing to keep */
+        if (!m.chunks_done || m.sink) {
+            /* Nothing succeeded: nothing to keep. A sink keeps what it
+             * completed (the other files of a directory), never a part. */
+            master_out_close(&m, 0);
         } else if (e->cfg->output && strcmp(e->cfg->output, "-")) {
             size_t n = strlen(e->cfg->output) + sizeof ".incomplete";
             kept = malloc(n);
             if (kept) snprintf(kept, n, "%s.incomplete", e->cfg->output);
         }
-        if (m.chunks_done && mpm__out_commit_as(&m.out, kept) < 0) {
+        if (m.chunks_done && !m.sink && mpm__out_commit_as(&m.out, kept) < 0) {
             MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
             free(kept);
             kept = NULL;
         }
         master_report_failures(&m, kept);
         rc = MPM_EXIT_FAIL;
-    } else if (mpm__out_commit(&m.out) < 0) {
-        MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
+    } else if (master_out_close(&m, 1) < 0) {
         rc = mpm__sig_pending() ? MPM_EXIT_INTERRUPTED : MPM_EXIT_FAIL;
     }
     free(kept);
@@ -1746,7 +1792,7 @@ static int check_writable(const char *what, const char *path)
 }
 
 /* Rank 0 checks inputs and output before anything runs. Returns an exit code. */
-static int precheck(const mpm_config_t *cfg, const mpm_inputs_t *in)
+static int precheck(const mpm_config_t *cfg, const mpm_kernel_t *k, const mpm_inputs_t *in)
 {
     struct stat ost;
     int out_exists = cfg->output && strcmp(cfg->output, "-") && stat(cfg->output, &ost) == 0;
@@ -1782,7 +1828,9 @@ static int precheck(const mpm_config_t *cfg, const mpm_inputs_t *in)
             return MPM_EXIT_FAIL;
         }
     }
-    if (cfg->output && strcmp(cfg->output, "-") && check_writable("output", cfg->output) < 0)
+    /* A kernel's sink checks its own output (it may be a directory). */
+    if (!k->sink_open && cfg->output && strcmp(cfg->output, "-") &&
+        check_writable("output", cfg->output) < 0)
         return MPM_EXIT_FAIL;
     if (cfg->metrics && check_writable("--metrics file", cfg->metrics) < 0) return MPM_EXIT_FAIL;
     if (cfg->trace && check_writable("--trace file", cfg->trace) < 0) return MPM_EXIT_FAIL;
@@ -1900,6 +1948,13 @@ static int open_journal(engine_t *e)
  * same size and mtime as rank 0. Collective. */
 static int resolve_io(engine_t *e)
 {
+    if (e->k->source_open) {
+        /* Only rank 0 sees the bytes that the kernel's source makes. */
+        if (e->cfg->io == MPM_IO_SHARED && e->rank == 0)
+            MPM_LOG(MPM_LOG_WARN, "--io shared does not apply to %s: rank 0 cuts the inputs and "
+                                  "ships the chunks", e->k->name);
+        return MPM_IO_MASTER;
+    }
     int has_file = 0;
     for (int i = 0; i < e->in->n; i++) has_file |= e->in->v[i].kind == MPM_IN_FILE;
     if (!has_file || e->size == 1) return e->cfg->io == MPM_IO_SHARED && has_file ? MPM_IO_SHARED
@@ -2281,7 +2336,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     if (!e.chunk_size) e.chunk_size = 1 << 20;
 
     mpm__sig_run_begin();
-    int rc = e.rank == 0 ? precheck(cfg, inputs) : 0;
+    int rc = e.rank == 0 ? precheck(cfg, k, inputs) : 0;
     if (rc == 0 && e.rank == 0 && cfg->journal) rc = open_journal(&e);
     mpi_check(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
     if (rc) {

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "util.h"
 
@@ -162,6 +163,13 @@ void mpm__obs_sums(const mpm_obs_t *o, double v[MPM_OS_N])
 
 static double ratio(double a, double b) { return b > 0 ? a / b : 0; }
 
+/* This process's peak resident set size so far (getrusage), in bytes. */
+static long long peak_rss(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
+}
+
 int mpm__obs_rank_json(const mpm_obs_t *o, const mpm_obs_rank_t *r, mpm_buf_t *b)
 {
     double v[MPM_OS_N];
@@ -175,11 +183,13 @@ int mpm__obs_rank_json(const mpm_obs_t *o, const mpm_obs_rank_t *r, mpm_buf_t *b
                              ", \"threads_pinned\": %s, \"clock_offset_s\": %.9f, "
                              "\"elapsed_s\": %.6f,\n     \"chunks\": %.0f, \"failed\": %.0f, "
                              "\"bytes_in\": %.0f, \"bytes_out\": %.0f, \"compute_s\": %.6f, "
-                             "\"read_s\": %.6f, \"idle_s\": %.6f, \"overlap_ratio\": %.4f,\n",
+                             "\"read_s\": %.6f, \"idle_s\": %.6f, \"overlap_ratio\": %.4f, "
+                             "\"peak_rss_bytes\": %lld,\n",
                              r->bound ? "true" : "false", r->clock_offset, r->elapsed,
                              v[MPM_OS_CHUNKS], v[MPM_OS_FAILED], v[MPM_OS_BYTES_IN],
                              v[MPM_OS_BYTES_OUT], v[MPM_OS_COMPUTE], v[MPM_OS_READ],
-                             v[MPM_OS_IDLE], ratio(m->hidden_s, m->transfer_s)) < 0;
+                             v[MPM_OS_IDLE], ratio(m->hidden_s, m->transfer_s),
+                             peak_rss()) < 0;
     if (!bad)
         bad = mpm_buf_printf(
                   b,

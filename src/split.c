@@ -34,6 +34,12 @@ struct mpm_splitter_s {
     size_t carry_len, carry_cap;
     char *probe; /* describe mode scratch */
 
+    /* A kernel that cuts its own inputs (mpm_kernel_t.source_open): every
+     * input goes through it instead of the record rules. */
+    const mpm_kernel_t *k;
+    const void *opts;
+    void *src; /* the current input's source, or NULL */
+
     /* Read mode over a large regular file maps it instead of reading it:
      * chunks point into the mapping (no copy on rank 0). A mapping lives
      * until the splitter has moved past its input and every chunk handed
@@ -119,8 +125,18 @@ void mpm__split_close(mpm_splitter_t *s)
     free(s);
 }
 
+void mpm__split_set_source(mpm_splitter_t *s, const mpm_kernel_t *k, const void *opts)
+{
+    s->k = k->source_open ? k : NULL;
+    s->opts = opts;
+}
+
 static void close_input(mpm_splitter_t *s)
 {
+    if (s->src) {
+        s->k->source_close(s->src);
+        s->src = NULL;
+    }
     if (s->fd >= 0 && s->in[s->cur].kind != MPM_IN_STDIN) close(s->fd);
     s->fd = -1;
     s->maps[s->cur].done = 1;
@@ -138,6 +154,11 @@ static int open_input(mpm_splitter_t *s, mpm_err_t *err)
     s->eof = 0;
     s->carry_len = 0;
     s->fd = -1;
+    if (s->k) {
+        s->src = s->k->source_open(s->opts, in, s->cs, err);
+        if (!s->src && !err->msg[0]) mpm_err_set(err, -1, "%s: cannot open", in->name);
+        return s->src ? 0 : -1;
+    }
     if (in->kind == MPM_IN_STDIN) {
         s->fd = 0;
     } else if (in->kind == MPM_IN_FILE) {
@@ -389,6 +410,27 @@ static int fail_input(mpm_splitter_t *s, mpm_chunk_desc_t *d)
     return -1;
 }
 
+/* The kernel's source: its bytes after the headroom, always copied. */
+static int next_source(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, mpm_err_t *err)
+{
+    mpm_buf_t b = {0};
+    if (mpm_buf_reserve(&b, s->headroom + 1) < 0) return mpm_err_set(err, -1, "out of memory");
+    b.len = s->headroom;
+    uint64_t off = 0;
+    int r = s->k->source_next(s->src, &b, &off, err);
+    if (r <= 0) {
+        mpm_buf_free(&b);
+        if (r < 0 && !err->msg[0]) mpm_err_set(err, -1, "%s: cannot read", s->in[s->cur].name);
+        return r;
+    }
+    d->offset = off;
+    d->len = b.len - s->headroom;
+    d->has_data = MPM_DATA_INLINE;
+    s->pos = off;
+    *buf = b.data;
+    return 1;
+}
+
 int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, const char **data,
                         mpm_err_t *err)
 {
@@ -400,7 +442,8 @@ int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, cons
         if (s->cur >= 0 && !s->cur_failed) {
             const mpm_input_t *in = &s->in[s->cur];
             int r;
-            switch (in->kind) {
+            if (s->k) in = NULL; /* the kernel's source */
+            switch (in ? (int)in->kind : -1) {
             case MPM_IN_RANGE:
                 r = next_range(s, d);
                 break;
@@ -413,8 +456,11 @@ int mpm__split_next_ref(mpm_splitter_t *s, mpm_chunk_desc_t *d, char **buf, cons
                 else
                     r = s->read_data ? next_read(s, d, buf, err) : next_describe(s, d, err);
                 break;
-            default:
+            case MPM_IN_STDIN:
                 r = next_read(s, d, buf, err);
+                break;
+            default:
+                r = next_source(s, d, buf, err);
                 break;
             }
             if (r < 0) return fail_input(s, d);

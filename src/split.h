@@ -61,6 +61,11 @@ static inline int mpm__is_sep(mpm_records_t rec, unsigned char c)
 int mpm__split_open(mpm_splitter_t **s, const mpm_input_t *in, int n, uint64_t chunk_size,
                     mpm_records_t rec, int read_data, size_t headroom, mpm_err_t *err);
 
+/* Cuts every input with the kernel's source (mpm_kernel_t.source_open)
+ * instead of the record rules: chunks then always come with their bytes.
+ * No effect for a kernel without one. Call right after mpm__split_open. */
+void mpm__split_set_source(mpm_splitter_t *s, const mpm_kernel_t *k, const void *opts);
+
 /* Returns 1 with the next chunk in *d and, when d->has_data, a malloc'd buffer
  * in *buf holding headroom bytes then the d->len data bytes; 0 at the end;
  * -1 when the current input cannot be opened or read (err->msg names it):

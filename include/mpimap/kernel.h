@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever mpm_kernel_t or the helpers below change incompatibly. */
-#define MPM_KERNEL_ABI 1
+#define MPM_KERNEL_ABI 2
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
@@ -199,6 +199,45 @@ typedef struct mpm_kernel_s {
      * partial. Required. */
     int (*map)(const void *opts, const mpm_chunk_t *chunk, void *partial, mpm_format_t fmt,
                mpm_buf_t *out, mpm_err_t *err);
+
+    /* ---- optional (ABI 2): kernels that cut their own inputs -----------------
+     * Some inputs are not record-delimited bytes: an image is decoded on rank
+     * 0 and cut into strips of rows with halo rows around them. When
+     * source_open is set, rank 0's main thread cuts every input through these
+     * three functions instead of the engine's splitter (--io master is then
+     * forced: only rank 0 sees the decoded bytes). `records` and the engine's
+     * splitting rules do not apply; chunk indices still run 0, 1, 2 ... over
+     * all inputs in order, and the cut must depend only on the input and the
+     * chunk size, never on ranks or threads. */
+    /* Opens one input. Returns a handle, or NULL with err set: the input then
+     * counts as one failed chunk and the run goes on with the next input. */
+    void *(*source_open)(const void *opts, const mpm_input_t *in, uint64_t chunk_size,
+                         mpm_err_t *err);
+    /* Appends the next chunk's bytes to out (which may already hold bytes
+     * that are not the kernel's: append only) and sets *offset, the chunk's
+     * position in the input (strictly increasing; the journal's key). Returns
+     * 1, 0 at the end of the input, or -1 with err set (the rest of the input
+     * is skipped and counts as one failed chunk). */
+    int (*source_next)(void *src, mpm_buf_t *out, uint64_t *offset, mpm_err_t *err);
+    void (*source_close)(void *src);
+
+    /* ---- optional (ABI 2): ordered results that are not rows of text -----------
+     * When sink_open is set, rank 0 hands every chunk's ordered bytes, in
+     * chunk order, to the sink instead of writing them as rows: the sink owns
+     * the output (an encoded image, a directory of files) and its atomicity.
+     * --format does not apply. All three run on rank 0's main thread. */
+    /* path: -o PATH, or NULL for standard output. NULL with err set: the run
+     * stops before any chunk is sent (exit 1). */
+    void *(*sink_open)(const void *opts, const mpm_inputs_t *inputs, const char *path,
+                       mpm_err_t *err);
+    /* One chunk's bytes (as map() appended them); chunks that failed are not
+     * passed. 0, or -1 with err set (the run stops). */
+    int (*sink_write)(void *sink, uint64_t index, const void *data, size_t len, mpm_err_t *err);
+    /* commit 1: the run succeeded: finish and move the output into place;
+     * 0: it did not: remove what is unfinished (outputs that the sink already
+     * completed, such as the other files of a directory, may stay). Frees the
+     * sink. 0, or -1 with err set. */
+    int (*sink_close)(void *sink, int commit, mpm_err_t *err);
 } mpm_kernel_t;
 
 #ifdef __cplusplus
