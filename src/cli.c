@@ -61,6 +61,11 @@ static const mpm_option_t engine_options[] = {
      "rank 0 only reads, dispatches and writes: it computes no chunk itself when there are "
      "other ranks (for many ranks, or to measure the workers alone)",
      0, -1, NULL},
+    {"no-sync", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, no_sync), NULL,
+     "rename outputs into place without flushing them to disk first (fsync): faster for large "
+     "outputs; a killed run still leaves nothing, but a system crash right after the run may "
+     "leave an output empty or partial under its final name",
+     0, -1, NULL},
     {"metrics", 0, MPM_OPT_STRING, offsetof(mpm_config_t, metrics), "FILE.json",
      "write the run's counters to FILE.json: options, topology, and per rank and thread the "
      "chunks, bytes, compute, idle, MPI and output times and the share of transfer time hidden "

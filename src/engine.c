@@ -2331,6 +2331,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     e.comm = comm;
     MPI_Comm_rank(comm, &e.rank);
     MPI_Comm_size(comm, &e.size);
+    mpm__out_set_sync(!cfg->no_sync);
     mpm__log_rank = e.rank;
     e.chunk_size = cfg->chunk_size ? cfg->chunk_size : k->default_chunk_size;
     if (!e.chunk_size) e.chunk_size = 1 << 20;

@@ -38,7 +38,12 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
 /* Writes rows (as emitted by mpm_emit_row) of one chunk. 0 or -1. */
 int mpm__out_rows(mpm_out_t *o, const char *data, size_t len);
 
-/* Finishes the framing, flushes, fsyncs and renames into place. 0 or -1. */
+/* Whether commits fsync before renaming (default 1; --no-sync sets 0 for
+ * the process). */
+void mpm__out_set_sync(int on);
+
+/* Finishes the framing, flushes, fsyncs (see mpm__out_set_sync) and renames
+ * into place. 0 or -1. */
 int mpm__out_commit(mpm_out_t *o);
 
 /* The same, renaming to `final` instead of the path given to open (NULL: that

@@ -74,6 +74,7 @@ typedef struct mpm_config_s {
     int progress;              /* --progress auto|on|off (0, 1, 2) */
     double progress_interval;  /* --progress-interval SECONDS without a terminal (default 10) */
     int dedicated_master; /* --dedicated-master: rank 0 computes nothing when there are workers */
+    int no_sync;          /* --no-sync: outputs are renamed into place without fsync first */
     const char *metrics;  /* --metrics FILE.json: counters of every rank and thread (NULL: none) */
     const char *trace;    /* --trace FILE.json: Chrome trace-event timeline (NULL: none) */
     long long trace_max;  /* --trace-max N: spans kept per thread (default 20000) */

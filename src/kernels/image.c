@@ -40,12 +40,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../output.h"
+#include "../signals.h"
 #include "../util.h"
 #include "img.h"
 #include "mpimap/mpimap.h"
@@ -319,11 +321,13 @@ typedef struct source_s {
     const mpm_input_t *in;
     int many;
     int done;
-    /* one image: the reader and the window of decoded rows [wa, wb) */
+    /* one image: the reader; rows [wa, wb) of the last chunk kept for the
+     * next one (its halo rows above: at most 2 halo rows); wb is also the
+     * next row to decode */
     img_reader_t *r;
     img_info_t info;
     uint32_t strip, next_y0, wa, wb;
-    char *win;
+    char *carry;
     size_t row;
 } source_t;
 
@@ -332,7 +336,7 @@ static void image_source_close(void *sp)
     source_t *s = sp;
     if (!s) return;
     img_reader_close(s->r);
-    free(s->win);
+    free(s->carry);
     free(s);
 }
 
@@ -359,10 +363,10 @@ static void *image_source_open(const void *op, const mpm_input_t *in, uint64_t c
     if (rows < 1) rows = 1;
     if (rows > s->info.height) rows = s->info.height;
     s->strip = (uint32_t)rows;
-    uint64_t span = (uint64_t)s->strip + 2 * (uint64_t)o->halo;
+    uint64_t span = 2 * (uint64_t)o->halo + 1;
     if (span > s->info.height) span = s->info.height;
-    if (span * s->row > SIZE_MAX / 2 || !(s->win = malloc((size_t)(span * s->row)))) {
-        mpm_err_set(err, -1, "%s: out of memory for a strip of %llu rows of %zu bytes", in->name,
+    if (span * s->row > SIZE_MAX / 2 || !(s->carry = malloc((size_t)(span * s->row)))) {
+        mpm_err_set(err, -1, "%s: out of memory for %llu rows of %zu bytes", in->name,
                     (unsigned long long)span, s->row);
         image_source_close(s);
         return NULL;
@@ -421,25 +425,27 @@ static int image_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
     uint32_t y1 = H - y0 < s->strip ? H : y0 + s->strip;
     uint32_t a = y0 > halo ? y0 - halo : 0;
     uint32_t b = H - y1 < halo ? H : y1 + halo;
-    /* Slide the window to [a, b): keep the overlap, decode the rest. */
-    if (a > s->wa) {
-        uint32_t keep = s->wb > a ? s->wb - a : 0;
-        if (keep) memmove(s->win, s->win + (size_t)(a - s->wa) * s->row, (size_t)keep * s->row);
-        s->wa = a;
-        s->wb = a + keep;
-    }
-    if (b > s->wb &&
-        img_reader_rows(s->r, s->win + (size_t)(s->wb - s->wa) * s->row, b - s->wb, err->msg,
-                        sizeof err->msg) < 0)
-        return -1;
-    s->wb = b;
     chunk_hdr_t h = {.magic = IMG_MAGIC, .kind = KIND_STRIP, .info = s->info,
                      .y0 = y0, .y1 = y1, .a = a, .b = b};
     size_t n = (size_t)(b - a) * s->row;
     if (mpm_buf_reserve(out, sizeof h + n) < 0)
         return mpm_err_set(err, -1, "%s: out of memory", s->in->name);
     mpm_buf_append(out, &h, sizeof h);
-    mpm_buf_append(out, s->win, n);
+    /* Rows [a, wb) were decoded for the last chunk (a >= wa: strips only
+     * move down); the rest is decoded straight into the chunk. */
+    char *dst = out->data + out->len;
+    uint32_t have = s->wb > a ? s->wb - a : 0;
+    if (have) memcpy(dst, s->carry + (size_t)(a - s->wa) * s->row, (size_t)have * s->row);
+    if (b > a + have && img_reader_rows(s->r, dst + (size_t)have * s->row, b - a - have,
+                                        err->msg, sizeof err->msg) < 0)
+        return -1;
+    out->len += n;
+    /* Keep what the next chunk will need again: rows from y1 - halo on. */
+    uint32_t keep_from = y1 > halo ? y1 - halo : 0;
+    if (keep_from < a) keep_from = a;
+    memcpy(s->carry, dst + (size_t)(keep_from - a) * s->row, (size_t)(b - keep_from) * s->row);
+    s->wa = keep_from;
+    s->wb = b;
     *offset = (uint64_t)y0 * s->row;
     s->next_y0 = y1;
     return 1;
@@ -448,32 +454,39 @@ static int image_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
 /* ---- pool threads: map ---------------------------------------------------------- */
 
 /*
- * Runs the chain on rows [a, b) of an image of height H held in *rows (rows
- * of layout *info). On return *rows holds rows [*oa, *ob) of the result and
- * *info its layout; the other buffer is freed.
+ * Runs the chain on rows [a, b) of an image of height H held in src (rows of
+ * layout *info) and appends rows [y0, y1) of the result to out (which the
+ * chain must cover). *info becomes the result's layout. The last filter
+ * writes straight into out; the others into two scratch strips.
  */
 static int run_chain(const image_opts_t *o, img_info_t *info, uint32_t H, uint32_t a, uint32_t b,
-                     char **rows, uint32_t *oa, uint32_t *ob)
+                     const char *src, uint32_t y0, uint32_t y1, mpm_buf_t *out)
 {
-    char *cur = *rows, *next = NULL;
-    if (o->nchain > 0 && !(next = malloc((size_t)(b - a) * img_row_bytes(info) + 1))) return -1;
-    for (int i = 0; i < o->nchain; i++) {
+    size_t in_rows = (size_t)(b - a);
+    img_info_t last = *info;
+    for (int i = 0; i < o->nchain; i++) last.channels = img_filter_channels(&o->chain[i], last.channels);
+    size_t orow = img_row_bytes(&last);
+    char *tmp[2] = {NULL, NULL};
+    int rc = mpm_buf_reserve(out, in_rows * orow + 1);
+    for (int i = 0; i < o->nchain - 1 && rc == 0 && i < 2; i++)
+        if (!(tmp[i] = malloc(in_rows * img_row_bytes(info) + 1))) rc = -1;
+    const char *cur = src;
+    char *dst = out->data + out->len;
+    for (int i = 0; i < o->nchain && rc == 0; i++) {
+        char *to = i == o->nchain - 1 ? dst : tmp[i & 1];
         uint32_t na = a, nb = b;
-        if (img_filter_apply(&o->chain[i], info, H, a, b, cur, next, &na, &nb) < 0) {
-            free(next);
-            return -1;
-        }
+        rc = img_filter_apply(&o->chain[i], info, H, a, b, cur, to, &na, &nb);
         info->channels = img_filter_channels(&o->chain[i], info->channels);
-        char *t = cur;
-        cur = next;
-        next = t;
+        cur = to;
         a = na;
         b = nb;
     }
-    free(next);
-    *rows = cur;
-    *oa = a;
-    *ob = b;
+    free(tmp[0]);
+    free(tmp[1]);
+    if (rc < 0) return -1;
+    if (a > y0 || b < y1) return -2;
+    if (y0 > a) memmove(dst, dst + (size_t)(y0 - a) * orow, (size_t)(y1 - y0) * orow);
+    out->len += (size_t)(y1 - y0) * orow;
     return 0;
 }
 
@@ -485,29 +498,19 @@ static int map_strip(const image_opts_t *o, const mpm_chunk_t *c, const chunk_hd
     if (h->a > h->y0 || h->y0 >= h->y1 || h->y1 > h->b || h->b > info.height ||
         c->len - sizeof *h != (size_t)(h->b - h->a) * row)
         return mpm_err_set(err, -1, "%s: malformed strip", c->name);
-    char *rows = malloc(c->len - sizeof *h + 1);
-    if (!rows) return mpm_err_set(err, -1, "%s: out of memory", c->name);
-    memcpy(rows, c->data + sizeof *h, c->len - sizeof *h);
-    uint32_t oa, ob;
-    if (run_chain(o, &info, info.height, h->a, h->b, &rows, &oa, &ob) < 0) {
-        free(rows);
-        return mpm_err_set(err, -1, "%s: out of memory filtering rows %u..%u", c->name, h->y0,
-                           h->y1 - 1);
+    size_t start = out->len;
+    res_hdr_t r = {.magic = IMG_MAGIC, .kind = KIND_STRIP, .y0 = h->y0, .y1 = h->y1};
+    if (mpm_buf_append(out, &r, sizeof r) < 0)
+        return mpm_err_set(err, -1, "%s: out of memory", c->name);
+    int rc = run_chain(o, &info, info.height, h->a, h->b, c->data + sizeof *h, h->y0, h->y1, out);
+    if (rc < 0) {
+        out->len = start;
+        return mpm_err_set(err, -1, rc == -2 ? "%s: strip rows %u..%u lack support rows"
+                                             : "%s: out of memory filtering rows %u..%u",
+                           c->name, h->y0, h->y1 - 1);
     }
-    if (oa > h->y0 || ob < h->y1) {
-        free(rows);
-        return mpm_err_set(err, -1, "%s: strip rows %u..%u lack support rows", c->name, h->y0,
-                           h->y1 - 1);
-    }
-    size_t orow = img_row_bytes(&info), n = (size_t)(h->y1 - h->y0) * orow;
-    res_hdr_t r = {.magic = IMG_MAGIC, .kind = KIND_STRIP, .info = info, .y0 = h->y0, .y1 = h->y1};
-    int bad = mpm_buf_reserve(out, sizeof r + n) < 0;
-    if (!bad) {
-        mpm_buf_append(out, &r, sizeof r);
-        mpm_buf_append(out, rows + (size_t)(h->y0 - oa) * orow, n);
-    }
-    free(rows);
-    return bad ? mpm_err_set(err, -1, "%s: out of memory", c->name) : 0;
+    memcpy(out->data + start + offsetof(res_hdr_t, info), &info, sizeof info);
+    return 0;
 }
 
 static int buf_write(void *ctx, const void *p, size_t n)
@@ -543,12 +546,15 @@ static int map_file(const image_opts_t *o, const mpm_chunk_t *c, const chunk_hdr
         free(rows);
         return -1;
     }
-    uint32_t oa, ob;
-    if (run_chain(o, &info, info.height, 0, info.height, &rows, &oa, &ob) < 0) {
-        free(rows);
+    mpm_buf_t res = {0};
+    int rc = run_chain(o, &info, info.height, 0, info.height, rows, 0, info.height, &res);
+    free(rows);
+    if (rc < 0) {
+        mpm_buf_free(&res);
         return mpm_err_set(err, -1, "%s: out of memory filtering %u x %u pixels", c->name,
                            info.width, info.height);
     }
+    rows = res.data;
     int fmt = o->to != TO_AUTO ? to_format(o->to) : info.format;
     size_t start = out->len;
     res_hdr_t rh = {.magic = IMG_MAGIC, .kind = KIND_FILE, .info = info,
@@ -588,24 +594,104 @@ static int image_map(const void *op, const mpm_chunk_t *c, void *partial, mpm_fo
 
 /* ---- rank 0: the sink ------------------------------------------------------------- */
 
+/*
+ * One image: strips arrive in order on rank 0's main thread, which must go
+ * back to decoding and dispatching at once. An encoder thread therefore
+ * encodes and writes them (PNG's deflate runs at a fraction of the speed of
+ * the filters); the main thread only copies each strip into a queue bounded
+ * to QUEUE_MAX bytes (at least one strip), and waits when it is full. The
+ * first error of the encoder thread is returned by the next sink_write.
+ */
+#define QUEUE_MAX ((size_t)64 << 20)
+
+typedef struct qitem_s {
+    struct qitem_s *next;
+    img_info_t info;
+    uint32_t y0, y1;
+    size_t len;
+    char rows[]; /* (y1 - y0) rows */
+} qitem_t;
+
 typedef struct sink_s {
     const image_opts_t *o;
     int many;
     const char *dir; /* many: the output directory */
+    uint64_t written; /* many: files written */
     /* one image */
     mpm_out_t out;
     int opened;
     int format;
-    img_writer_t *w;
-    uint32_t next_row, height;
-    int finished;
-    uint64_t written; /* many: files written */
-    char *owned;      /* one image, -o DIR: the path DIR/NAME that out points to */
+    char *owned; /* -o DIR: the path DIR/NAME that out points to */
+    uint32_t next_row; /* main thread: rows queued so far */
+    uint32_t height;
+    /* the encoder thread and its queue */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    qitem_t *head, *tail;
+    size_t queued;    /* bytes in the queue */
+    int closing;      /* no more strips */
+    int failed;       /* the encoder failed: message in errmsg */
+    int finished;     /* every row written and the trailer too */
+    char errmsg[512];
+    img_writer_t *w;  /* encoder thread only */
+    uint32_t written_rows;
 } sink_t;
 
 static int out_write(void *ctx, const void *p, size_t n)
 {
     return mpm__out_rows(ctx, p, n);
+}
+
+/* Encodes one strip (encoder thread). 0 or -1 with s->errmsg set. */
+static int encode_strip(sink_t *s, const qitem_t *q)
+{
+    const char *name = s->out.path ? s->out.path : "standard output";
+    if (!s->w) {
+        int dropped = 0;
+        img_wopts_t wo = {.jpeg_quality = (int)s->o->quality, .png_level = (int)s->o->png_level};
+        if (img_writer_open(&s->w, s->format, &q->info, &wo, out_write, &s->out, &dropped,
+                            s->errmsg, sizeof s->errmsg) < 0)
+            return -1;
+        if (dropped)
+            MPM_LOG(MPM_LOG_WARN, "%s: the alpha channel is dropped (%s has none)", name,
+                    img_format_name(s->format));
+    }
+    if (img_writer_rows(s->w, q->rows, q->y1 - q->y0, s->errmsg, sizeof s->errmsg) < 0) {
+        if (s->out.failed) snprintf(s->errmsg, sizeof s->errmsg, "%s", s->out.err);
+        return -1;
+    }
+    s->written_rows = q->y1;
+    if (q->y1 == q->info.height) {
+        if (img_writer_finish(s->w, s->errmsg, sizeof s->errmsg) < 0) return -1;
+        s->finished = 1;
+    }
+    return 0;
+}
+
+static void *encoder_main(void *arg)
+{
+    sink_t *s = arg;
+    mpm__sig_block_thread();
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
+        qitem_t *q = s->head;
+        if (!q) break;
+        s->head = q->next;
+        if (!s->head) s->tail = NULL;
+        int failed = s->failed;
+        pthread_mutex_unlock(&s->mu);
+        int bad = !failed && encode_strip(s, q) < 0;
+        pthread_mutex_lock(&s->mu);
+        s->queued -= q->len;
+        if (bad) s->failed = 1;
+        pthread_cond_broadcast(&s->cv);
+        free(q);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 /* The format for -o PATH (NULL: standard output) of one image. */
@@ -632,11 +718,51 @@ static int same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-static void *sink_fail(sink_t *s, char *path)
+static void sink_free(sink_t *s)
 {
-    free(path);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->owned);
     free(s);
+}
+
+static void *sink_fail(sink_t *s)
+{
+    sink_free(s);
     return NULL;
+}
+
+/* Many images: -o DIR exists (or is created), is writable, and none of the
+ * names to write there is one of the inputs. */
+static int open_dir(sink_t *s, const char *path, mpm_err_t *err)
+{
+    const image_opts_t *o = s->o;
+    struct stat st;
+    if (!path) return mpm_err_set(err, -1, "several images: give the output directory with -o DIR");
+    if (stat(path, &st) < 0 && mkdir(path, 0777) < 0 && errno != EEXIST)
+        return mpm_err_set(err, -1, "cannot create output directory '%s': %s", path,
+                           strerror(errno));
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return mpm_err_set(err, -1, "several images: -o '%s' must be a directory", path);
+    if (access(path, W_OK | X_OK) < 0)
+        return mpm_err_set(err, -1, "cannot write in output directory '%s': %s", path,
+                           strerror(errno));
+    size_t pl = strlen(path);
+    for (int i = 0; i < o->npaths; i++) {
+        size_t n = pl + strlen(o->outnames[i]) + 2;
+        char *t = malloc(n);
+        if (!t) return mpm_err_set(err, -1, "out of memory");
+        snprintf(t, n, "%s/%s", path, o->outnames[i]);
+        int same = same_file(t, o->paths[i]);
+        free(t);
+        if (same)
+            return mpm_err_set(err, -1,
+                               "output directory '%s' holds the input '%s' itself: refusing to "
+                               "overwrite an input",
+                               path, o->paths[i]);
+    }
+    s->dir = path;
+    return 0;
 }
 
 static void *image_sink_open(const void *op, const mpm_inputs_t *inputs, const char *path,
@@ -651,75 +777,37 @@ static void *image_sink_open(const void *op, const mpm_inputs_t *inputs, const c
     }
     s->o = o;
     s->many = o->many;
-    struct stat st;
-    if (s->many) {
-        if (!path) {
-            mpm_err_set(err, -1, "several images: give the output directory with -o DIR");
-            return sink_fail(s, NULL);
-        }
-        if (stat(path, &st) < 0 && mkdir(path, 0777) < 0 && errno != EEXIST) {
-            mpm_err_set(err, -1, "cannot create output directory '%s': %s", path, strerror(errno));
-            return sink_fail(s, NULL);
-        }
-        if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-            mpm_err_set(err, -1, "several images: -o '%s' must be a directory", path);
-            return sink_fail(s, NULL);
-        }
-        if (access(path, W_OK | X_OK) < 0) {
-            mpm_err_set(err, -1, "cannot write in output directory '%s': %s", path,
-                        strerror(errno));
-            return sink_fail(s, NULL);
-        }
-        size_t pl = strlen(path);
-        for (int i = 0; i < o->npaths; i++) {
-            char *t = malloc(pl + strlen(o->outnames[i]) + 2);
-            if (!t) {
-                mpm_err_set(err, -1, "out of memory");
-                return sink_fail(s, NULL);
-            }
-            sprintf(t, "%s/%s", path, o->outnames[i]);
-            int same = same_file(t, o->paths[i]);
-            free(t);
-            if (same) {
-                mpm_err_set(err, -1,
-                            "output directory '%s' holds the input '%s' itself: refusing to "
-                            "overwrite an input",
-                            path, o->paths[i]);
-                return sink_fail(s, NULL);
-            }
-        }
-        s->dir = path;
-        return s;
-    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (s->many) return open_dir(s, path, err) < 0 ? sink_fail(s) : s;
     if (!path && isatty(1)) {
         mpm_err_set(err, -1, "refusing to write an image to a terminal: give -o FILE");
-        return sink_fail(s, NULL);
+        return sink_fail(s);
     }
     /* -o DIR with one image: DIR/NAME. */
-    char *full = NULL;
+    struct stat st;
     if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         const char *slash = strrchr(o->paths[0], '/');
         const char *base = slash ? slash + 1 : o->paths[0];
-        if (!(full = malloc(strlen(path) + strlen(base) + 2))) {
+        size_t n = strlen(path) + strlen(base) + 2;
+        if (!(s->owned = malloc(n))) {
             mpm_err_set(err, -1, "out of memory");
-            return sink_fail(s, NULL);
+            return sink_fail(s);
         }
-        sprintf(full, "%s/%s", path, base);
-        path = full;
+        snprintf(s->owned, n, "%s/%s", path, base);
+        path = s->owned;
     }
-    if ((s->format = single_format(o, path, err)) < 0) return sink_fail(s, full);
+    if ((s->format = single_format(o, path, err)) < 0) return sink_fail(s);
     if (path && same_file(path, o->paths[0])) {
         mpm_err_set(err, -1, "output '%s' is the input itself: refusing to overwrite an input",
                     path);
-        return sink_fail(s, full);
+        return sink_fail(s);
     }
-    /* mpm_out_t keeps the path: it must live as long as the sink. */
     if (mpm__out_open(&s->out, path, MPM_FMT_TEXT, NULL) < 0) {
         mpm_err_set(err, -1, "%s", s->out.err);
-        return sink_fail(s, full);
+        return sink_fail(s);
     }
     s->opened = 1;
-    s->owned = full;
     return s;
 }
 
@@ -759,32 +847,55 @@ static int image_sink_write(void *sp, uint64_t index, const void *data, size_t l
     if (h.magic != IMG_MAGIC) return mpm_err_set(err, -1, "malformed result");
     if (h.kind == KIND_FILE) return sink_file(s, &h, data, len, err);
     const char *name = s->out.path ? s->out.path : "standard output";
-    if (!s->w) {
-        int dropped = 0;
-        img_wopts_t wo = {.jpeg_quality = (int)s->o->quality, .png_level = (int)s->o->png_level};
-        if (img_writer_open(&s->w, s->format, &h.info, &wo, out_write, &s->out, &dropped, err->msg,
-                            sizeof err->msg) < 0)
-            return -1;
-        s->height = h.info.height;
-        if (dropped)
-            MPM_LOG(MPM_LOG_WARN, "%s: the alpha channel is dropped (%s has none)", name,
-                    img_format_name(s->format));
-    }
-    size_t row = img_row_bytes(&h.info);
-    if (h.y0 != s->next_row || h.y1 <= h.y0 || h.y1 > s->height ||
-        len - sizeof h != (size_t)(h.y1 - h.y0) * row)
+    size_t row = img_row_bytes(&h.info), n = len - sizeof h;
+    if (s->next_row == 0) s->height = h.info.height;
+    if (h.y0 != s->next_row || h.y1 <= h.y0 || h.y1 > s->height || n != (size_t)(h.y1 - h.y0) * row)
         return mpm_err_set(err, -1, "%s: strip rows %u..%u out of order", name, h.y0, h.y1);
-    if (img_writer_rows(s->w, (const char *)data + sizeof h, h.y1 - h.y0, err->msg,
-                        sizeof err->msg) < 0) {
-        if (s->out.failed) mpm_err_set(err, -1, "%s", s->out.err);
-        return -1;
+    qitem_t *q = malloc(sizeof *q + n);
+    if (!q) return mpm_err_set(err, -1, "%s: out of memory", name);
+    q->next = NULL;
+    q->info = h.info;
+    q->y0 = h.y0;
+    q->y1 = h.y1;
+    q->len = n;
+    memcpy(q->rows, (const char *)data + sizeof h, n);
+    pthread_mutex_lock(&s->mu);
+    if (!s->started) {
+        if (pthread_create(&s->thread, NULL, encoder_main, s) != 0) {
+            pthread_mutex_unlock(&s->mu);
+            free(q);
+            return mpm_err_set(err, -1, "%s: cannot start the encoder thread", name);
+        }
+        s->started = 1;
+    }
+    while (!s->failed && s->queued && s->queued + n > QUEUE_MAX) pthread_cond_wait(&s->cv, &s->mu);
+    int failed = s->failed;
+    if (!failed) {
+        if (s->tail) s->tail->next = q;
+        else s->head = q;
+        s->tail = q;
+        s->queued += n;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (failed) {
+        free(q);
+        return mpm_err_set(err, -1, "%s", s->errmsg);
     }
     s->next_row = h.y1;
-    if (s->next_row == s->height) {
-        if (img_writer_finish(s->w, err->msg, sizeof err->msg) < 0) return -1;
-        s->finished = 1;
-    }
     return 0;
+}
+
+/* Tells the encoder thread that no strip follows and waits for it. */
+static void encoder_stop(sink_t *s)
+{
+    if (!s->started) return;
+    pthread_mutex_lock(&s->mu);
+    s->closing = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->started = 0;
 }
 
 static int image_sink_close(void *sp, int commit, mpm_err_t *err)
@@ -792,19 +903,26 @@ static int image_sink_close(void *sp, int commit, mpm_err_t *err)
     sink_t *s = sp;
     int rc = 0;
     if (!s->many) {
-        if (commit && !s->finished)
-            rc = mpm_err_set(err, -1, "%s: only %u of %u rows were written",
-                             s->out.path ? s->out.path : "standard output", s->next_row,
-                             s->height);
+        if (!commit) {
+            pthread_mutex_lock(&s->mu);
+            s->failed = 1; /* the encoder drops what is queued */
+            pthread_mutex_unlock(&s->mu);
+        }
+        encoder_stop(s);
+        const char *name = s->out.path ? s->out.path : "standard output";
+        if (commit && s->failed)
+            rc = mpm_err_set(err, -1, "%s", s->errmsg);
+        else if (commit && !s->finished)
+            rc = mpm_err_set(err, -1, "%s: only %u of %u rows were written", name,
+                             s->written_rows, s->height);
         if (commit && rc == 0) {
             if (mpm__out_commit(&s->out) < 0) rc = mpm_err_set(err, -1, "%s", s->out.err);
         } else if (s->opened) {
             mpm__out_abort(&s->out);
         }
         img_writer_free(s->w);
-        free(s->owned);
     }
-    free(s);
+    sink_free(s);
     return rc;
 }
 
