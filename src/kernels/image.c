@@ -930,7 +930,7 @@ const mpm_kernel_t mpm_kernel_image = {
     .abi = MPM_KERNEL_ABI,
     .name = "image",
     .summary = "filter images: gray, Gaussian blur, Sobel, sharpen, box (PNM/PNG/JPEG)",
-    .synopsis = "--filter F[,F...] [options] IMAGE -o OUT | IMAGE...|DIR... -o OUTDIR",
+    .synopsis = "--filter F[,F...] IMAGE -o OUT | --filter F[,F...] IMAGE...|DIR... -o OUTDIR",
     .description =
         "One image: rank 0 decodes it row by row and ships strips of rows (with the\n"
         "rows of support each filter needs above and below) while it decodes; strips\n"
