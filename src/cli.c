@@ -120,14 +120,18 @@ static const mpm_option_t engine_options[] = {
 static void usage_error(int rank, const char *kernel, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* This rank's last usage error, for when only some ranks rejected the
+ * command line (see mpm_main). */
+static char usage_msg[1024];
+
 static void usage_error(int rank, const char *kernel, const char *fmt, ...)
 {
-    if (rank != 0) return;
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(usage_msg, sizeof usage_msg, fmt, ap);
     va_end(ap);
+    if (rank != 0) return;
+    const char *msg = usage_msg;
     fprintf(stderr, "mpimap: error: %s\n", msg);
     if (kernel)
         fprintf(stderr, "Try 'mpimap %s --help' for more information.\n", kernel);
@@ -613,6 +617,25 @@ int mpm_main(int argc, char **argv, MPI_Comm comm)
     mpm__log_rank = rank;
     mpm_cli_t cli;
     int r = mpm__cli_parse(argc, argv, rank, &cli);
+    /* Every rank parses the same arguments, but a kernel's check() may look
+     * at the filesystem (image lists directories): the ranks must agree on
+     * the outcome and on the inputs, or the run would not be the same on
+     * every rank. */
+    int n = r == MPM_CLI_RUN ? cli.inputs.n : -1;
+    int v[4] = {r, -r, n, -n}, mx[4];
+    MPI_Allreduce(v, mx, 4, MPI_INT, MPI_MAX, comm);
+    if (mx[0] != -mx[1] || mx[2] != -mx[3]) {
+        if (mx[0] == MPM_CLI_USAGE) {
+            if (r == MPM_CLI_USAGE && rank != 0)
+                fprintf(stderr, "mpimap: error: rank %d: %s\n", rank, usage_msg);
+        } else if (rank == 0) {
+            fprintf(stderr,
+                    "mpimap: error: the ranks see different inputs (from %d to %d files): every "
+                    "rank must see the same files and directories\n",
+                    -mx[3], mx[2]);
+        }
+        r = MPM_CLI_USAGE;
+    }
     int rc;
     if (r == MPM_CLI_DONE) {
         rc = MPM_EXIT_OK;

@@ -391,14 +391,19 @@ static int source_file(source_t *s, mpm_buf_t *out, mpm_err_t *err)
                                     "time: pass it alone",
                            name, (long long)st.st_size);
     }
-    size_t nl = strlen(name), n = (size_t)st.st_size;
+    /* The name to write it under travels with it: the workers need no
+     * directory listing of their own. */
+    const char *oname = name;
+    for (int i = 0; i < s->o->npaths; i++)
+        if (s->o->paths[i] == name) oname = s->o->outnames[i];
+    size_t nl = strlen(oname), n = (size_t)st.st_size;
     chunk_hdr_t h = {.magic = IMG_MAGIC, .kind = KIND_FILE, .name_len = (uint32_t)nl};
     if (mpm_buf_reserve(out, sizeof h + nl + n) < 0) {
         close(fd);
         return mpm_err_set(err, -1, "%s: out of memory", name);
     }
     mpm_buf_append(out, &h, sizeof h);
-    mpm_buf_append(out, name, nl);
+    mpm_buf_append(out, oname, nl);
     long long got = mpm__pread_full(fd, out->data + out->len, n, 0);
     int e = errno;
     close(fd);
@@ -523,10 +528,8 @@ static int map_file(const image_opts_t *o, const mpm_chunk_t *c, const chunk_hdr
                     mpm_buf_t *out, mpm_err_t *err)
 {
     if (h->name_len > c->len - sizeof *h) return mpm_err_set(err, -1, "malformed chunk");
-    const char *name = c->data + sizeof *h;
-    int idx = c->input;
-    const char *oname = o->outnames[idx];
-    const char *bytes = name + h->name_len;
+    const char *oname = c->data + sizeof *h; /* the output name, not NUL-terminated */
+    const char *bytes = oname + h->name_len;
     size_t nbytes = c->len - sizeof *h - h->name_len;
     img_reader_t *r = NULL;
     img_info_t info;
@@ -557,8 +560,7 @@ static int map_file(const image_opts_t *o, const mpm_chunk_t *c, const chunk_hdr
     rows = res.data;
     int fmt = o->to != TO_AUTO ? to_format(o->to) : info.format;
     size_t start = out->len;
-    res_hdr_t rh = {.magic = IMG_MAGIC, .kind = KIND_FILE, .info = info,
-                    .name_len = (uint32_t)strlen(oname)};
+    res_hdr_t rh = {.magic = IMG_MAGIC, .kind = KIND_FILE, .info = info, .name_len = h->name_len};
     img_wopts_t wo = {.jpeg_quality = (int)o->quality, .png_level = (int)o->png_level};
     img_writer_t *w = NULL;
     int dropped = 0;

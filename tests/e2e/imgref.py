@@ -113,12 +113,25 @@ def read_png(path):
     return out.reshape(h, w, c), 65535 if bits == 16 else 255
 
 
+def read_pfm(path):
+    """A float PFM (PF colour, Pf gray; rows top first, as vips writes them), rounded half up to 0..255."""
+    data = open(path, "rb").read()
+    toks, off = _tokens(data, 4)
+    c = 3 if toks[0] == b"PF" else 1
+    w, h, scale = int(toks[1]), int(toks[2]), float(toks[3])
+    dt = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
+    a = np.frombuffer(data, dtype=dt, count=w * h * c, offset=off).reshape(h, w, c)
+    return np.clip(np.floor(a.astype(np.float64) + 0.5), 0, 255).astype(np.int64), 255
+
+
 def read_any(path):
     """(array h x w x c of int64, maxval)."""
     with open(path, "rb") as f:
         head = f.read(26)
     if head[:2] in (b"P5", b"P6"):
         return read_pnm(path)
+    if head[:2] in (b"PF", b"Pf"):
+        return read_pfm(path)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16:
         return read_png(path)
     from PIL import Image
