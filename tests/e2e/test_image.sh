@@ -153,11 +153,15 @@ assert_eq "jpg: PIL sees 97 x 71 RGB" "97 71 3 255" "$(ref info "$O/rgb.jpg")"
 run 2 image --filter copy "$O/rgb.jpg" -o "$O/rgb.fromjpg.ppm"
 assert_close "jpg -> ppm: the pixels PIL decodes" "$O/rgb.jpg" "$O/rgb.fromjpg.ppm" 1
 run 2 image --filter copy "$I/gray1000.pgm" -o "$O/gray1000.png"
-"$PY" -c "
+if "$PY" -c "
 import sys; sys.path.insert(0, '$E2E_DIR'); import imgref, numpy as np
 a, m = imgref.read_any('$I/gray1000.pgm'); b, _ = imgref.read_any('$O/gray1000.png')
 want = (a * 65535 * 2 + m) // (2 * m)
-sys.exit(0 if np.array_equal(want, b) else 1)" && ok "maxval 1000 -> 16-bit png values exact" || fail "maxval 1000 -> 16-bit png values"
+sys.exit(0 if np.array_equal(want, b) else 1)"; then
+    ok "maxval 1000 -> 16-bit png: values scaled exactly, rounded half up"
+else
+    fail "maxval 1000 -> 16-bit png values"
+fi
 run 2 image --filter blur --to png "$I/rgb.ppm" -o "$O/noext"
 assert_rc "--to png with an -o without extension" 0
 assert_eq "--to png wrote a PNG" "PNG" "$(head -c 4 "$O/noext" | tail -c 3)"
@@ -301,7 +305,13 @@ print(' '.join(str(r['peak_rss_bytes']) for r in m['ranks']))")
 echo "# peak RSS per rank: $peaks bytes (image: $(stat -c %s "$TMP/big.ppm") bytes)"
 over=0
 for p in $peaks; do [ "$p" -lt "$BOUND" ] || over=1; done
-if [ "$over" = 0 ] && [ -n "$peaks" ]; then
+if [ -n "${MPIMAP_SANITIZER:-}" ]; then
+    # AddressSanitizer keeps up to 256 MiB of freed memory in quarantine and
+    # adds its shadow: the figure is ASan's, not mpimap's. The bound is
+    # asserted by the normal build, which CI runs too.
+    echo "# $MPIMAP_SANITIZER sanitizer build: peak RSS reported, not bounded"
+    if [ -n "$peaks" ]; then ok "peak RSS reported by --metrics for every rank"; else fail "peak RSS in --metrics"; fi
+elif [ "$over" = 0 ] && [ -n "$peaks" ]; then
     ok "peak RSS of every rank under $((BOUND >> 20)) MiB ($peaks)"
 else
     fail "peak RSS of every rank under $((BOUND >> 20)) MiB" "peaks: $peaks"
