@@ -1822,7 +1822,9 @@ static int precheck(const mpm_config_t *cfg, const mpm_kernel_t *k, const mpm_in
             return MPM_EXIT_FAIL;
         }
         if (fd >= 0) close(fd);
-        if (S_ISREG(st.st_mode) && st.st_size == 0 && !cfg->allow_empty) {
+        /* A kernel that reads its inputs itself judges an empty one (an
+         * empty image is a corrupt one: reported, the others processed). */
+        if (S_ISREG(st.st_mode) && st.st_size == 0 && !cfg->allow_empty && !k->source_open) {
             MPM_LOG(MPM_LOG_ERROR, "input '%s' is empty (0 bytes); pass --allow-empty to accept it",
                     x->name);
             return MPM_EXIT_FAIL;

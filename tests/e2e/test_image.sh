@@ -178,12 +178,15 @@ cp "$O/rgb.jpg" "$M/c.jpg"
 cp "$I/gray.pgm" "$M/d.pgm"
 ref bad "$TMP/bad"
 cp "$TMP/bad/truncated.ppm" "$M/e_broken.ppm"
+: >"$M/f_empty.png"
 echo "not an image" >"$M/notes.txt"
 before=$(cd "$M" && sha256sum ./*)
 run 3 image --filter blur --sigma 1.5 "$M" -o "$O/dir"
 assert_rc "a directory with one corrupt file: exit 1" 1
 assert_contains "the corrupt file is named" "$ERR" "e_broken.ppm"
 assert_absent "no output for the corrupt file" "$O/dir/e_broken.ppm"
+assert_contains "the empty file is named" "$ERR" "f_empty.png: empty file"
+assert_absent "no output for the empty file" "$O/dir/f_empty.png"
 assert_absent "files without an image extension are not taken" "$O/dir/notes.txt"
 for f in a.ppm b.png c.jpg d.pgm; do
     run 1 image --filter blur --sigma 1.5 "$M/$f" -o "$O/single-$f"
@@ -273,6 +276,28 @@ assert_rc "journaled run" 0
 run 2 image --strip-rows 4 --journal "$TMP/img.journal" --resume --filter blur,sobel "$I/rgb.ppm" -o "$O/j2.pgm"
 assert_rc "resumed run (everything from the journal)" 0
 assert_same_file "resume gives the same image" "$O/j.pgm" "$O/j2.pgm"
+
+section "SIGTERM mid-image: nothing under the final name, --resume finishes it identically"
+ref gen 4000 3000 3 255 11 "$I/mid.ppm"
+SLOW=(image --strip-rows 40 --filter blur,sharpen,blur --sigma 12 "$I/mid.ppm")
+run 1 --threads 2 "${SLOW[@]}" -o "$O/mid-ref.ppm"
+assert_rc "reference run of the slow chain" 0
+rm -f "$TMP/mid.journal"
+t0=$(date +%s%N)
+timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 --oversubscribe "$MPIMAP" --journal "$TMP/mid.journal" \
+    "${SLOW[@]}" -o "$O/mid.ppm" >"$OUT" 2>"$ERR" </dev/null &
+pid=$!
+sleep 1.5
+kill -TERM "$pid" 2>/dev/null || true
+RC=0
+wait "$pid" || RC=$?
+echo "# interrupted after $((($(date +%s%N) - t0) / 1000000)) ms, exit $RC"
+assert_contains "SIGTERM: the drain is reported" "$ERR" "interrupted by SIGTERM"
+assert_absent "SIGTERM: no output under the final name" "$O/mid.ppm"
+assert_no_tmp "SIGTERM: no temporary output" "$O" "mid.ppm"
+run 2 --journal "$TMP/mid.journal" --resume "${SLOW[@]}" -o "$O/mid.ppm"
+assert_rc "--resume" 0
+assert_same_file "--resume gives the uninterrupted image" "$O/mid-ref.ppm" "$O/mid.ppm"
 
 section "a large image streams with bounded memory"
 if [ "$QUICK" = 1 ]; then BW=6000; BH=6000; else BW=20000; BH=20000; fi
