@@ -699,12 +699,14 @@ EOF
         exit 1
     }
     VCHECK=$("$PY" "$MPIMAP_ROOT/tests/e2e/imgref.py" cmp "$O/vipsf-blur.pfm" "$O/vips-blur.ppm" 255 | cut -d, -f1)
-    say "| blur sigma 3 | wall time | min-max | MB/s (input) | time / mpimap |"
-    say "| --- | --- | --- | --- | --- |"
-    brow() { # brow NAME LABEL
-        say "| $2 | ${MED[$1]} s | $(range "$1") | $(mbps "$IB" "${MED[$1]}") | $(ratio "${MED[$1]}" "${MED[mpimap]}") |"
-        jcmd "$1" "label:str=$2" "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")" "filter:str=blur"
+    # irow FILTER NAME LABEL: one row of a table, times relative to vips.
+    irow() {
+        say "| $3 | ${MED[$2]} s | $(range "$2") | $(mbps "$IB" "${MED[$2]}") | $(ratio "${MED[$2]}" "${MED[vips]}") |"
+        jcmd "$2" "label:str=$3" "time_over_vips=$(ratio "${MED[$2]}" "${MED[vips]}")" "filter:str=$1"
     }
+    ihead() { say "| $1 | wall time | min-max | MB/s (input) | time / vips |"; say "| --- | --- | --- | --- | --- |"; }
+    brow() { irow blur "$@"; }
+    ihead "blur sigma 3"
     brow mpimap "mpimap image --filter blur --sigma 3, mpirun -np $NPROC"
     brow mpimapd "mpimap --dedicated-master image --filter blur --sigma 3, mpirun -np $NPROC (rank 0 only decodes and encodes)"
     brow mpimapt "mpimap --threads $NPROC image --filter blur --sigma 3 (one rank)"
@@ -722,12 +724,8 @@ EOF
         mpimapt "$B/mpimap" -v --threads "$NPROC" image --filter sobel "$IMG" -o "$O/mpimapt-sobel.pgm" -- \
         mpimapn "$B/mpimap" -v --threads "$NPROC" --no-sync image --filter sobel "$IMG" -o "$O/mpimapn-sobel.pgm" -- \
         vips "${VIPS[@]}" sobel "$IMG" "$O/vips-sobel.ppm"
-    say "| Sobel | wall time | min-max | MB/s (input) | time / mpimap |"
-    say "| --- | --- | --- | --- | --- |"
-    srow() { # srow NAME LABEL
-        say "| $2 | ${MED[$1]} s | $(range "$1") | $(mbps "$IB" "${MED[$1]}") | $(ratio "${MED[$1]}" "${MED[mpimap]}") |"
-        jcmd "$1" "label:str=$2" "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[mpimap]}")" "filter:str=sobel"
-    }
+    srow() { irow sobel "$@"; }
+    ihead "Sobel"
     srow mpimap "mpimap image --filter sobel (luma, one channel out), mpirun -np $NPROC"
     srow mpimapt "mpimap --threads $NPROC image --filter sobel (one rank)"
     srow mpimapn "mpimap --threads $NPROC --no-sync image --filter sobel (one rank, no fsync)"
