@@ -63,7 +63,9 @@
 #define MAX_RADIUS (1 << 20) /* far beyond any image; keeps sizes sane */
 #define BLK 1024             /* samples per block of an axpy pass (4 KB of floats) */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Not under ThreadSanitizer: the clones' ifunc resolvers run while the
+ * library is relocated, before TSan's runtime is up, and crash the process. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define HOT
