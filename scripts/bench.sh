@@ -39,7 +39,8 @@
 #           separable blur, alternated; `convert -gaussian-blur 0x3`, the 2-D
 #           kernel, timed once: it takes minutes), -limit thread 2. Outputs
 #           are checked: mpimap within 1 level of an untimed
-#           `vips gaussblur --precision float` (a float PFM).
+#           `vips gaussblur --precision float` (a float PFM). Then PNG
+#           encoding: the image copied to PNG by mpimap and by `vips copy`.
 # overlap   scripts/bench-overlap.sh [--quick], if present (in `all` only
 #           without --quick); it takes the benchmark lock itself
 # dispatch  scripts/bench-dispatch.sh [--quick], if present (likewise)
@@ -731,6 +732,19 @@ EOF
     srow mpimapn "mpimap --threads $NPROC --no-sync image --filter sobel (one rank, no fsync)"
     srow vips "vips sobel (each of the 3 bands, 3 channels out), VIPS_CONCURRENCY=$NPROC"
     say ""
+    alternate \
+        mpimapt "$B/mpimap" -v --threads "$NPROC" image --filter copy "$IMG" -o "$O/mpimapt.png" -- \
+        vips "${VIPS[@]}" copy "$IMG" "$O/vips.png"
+    "$PY" "$MPIMAP_ROOT/tests/e2e/imgref.py" cmp "$O/vips.png" "$O/mpimapt.png" 0 > /dev/null || {
+        echo "bench.sh: image: mpimap's and vips' PNGs hold different pixels" >&2
+        exit 1
+    }
+    ihead "PNG encoding (copy PPM to PNG, level 6)"
+    irow png mpimapt "mpimap --threads $NPROC image --filter copy -o out.png (deflate in parallel blocks)"
+    irow png vips "vips copy in.ppm out.png, VIPS_CONCURRENCY=$NPROC"
+    say ""
+    say "PNG sizes: mpimap $(stat -c %s "$O/mpimapt.png") bytes, vips $(stat -c %s "$O/vips.png") bytes; same pixels."
+    say ""
     if [ "$QUICK" = 0 ]; then
         run_once "${IM[@]}" "$IMG" -gaussian-blur 0x3 "$O/im-gblur.ppm"
         IMG_T=$T
@@ -742,7 +756,7 @@ EOF
             "times_s:list=$IMG_T" "median_s=$IMG_T" "min_s=$IMG_T" "max_s=$IMG_T"
         say ""
     fi
-    rm -f "$O"/*.ppm "$O"/*.pgm "$O"/*.pfm
+    rm -f "$O"/*.ppm "$O"/*.pgm "$O"/*.pfm "$O"/*.png
     jend
 fi
 

@@ -38,7 +38,7 @@ install_deps() {
 TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil)
 
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
-    libcunit1-dev libxxhash-dev libpng-dev libjpeg62-turbo-dev python3 util-linux procps)
+    libcunit1-dev libxxhash-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev python3 util-linux procps)
 
 # build DIR [CMAKE ARGS...]: configures and builds the project in DIR.
 build() {

@@ -35,12 +35,14 @@
  * result_hdr_t then either the strip's output rows or the output file's
  * name and encoded bytes.
  */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -561,7 +563,7 @@ static int map_file(const image_opts_t *o, const mpm_chunk_t *c, const chunk_hdr
     int fmt = o->to != TO_AUTO ? to_format(o->to) : info.format;
     size_t start = out->len;
     res_hdr_t rh = {.magic = IMG_MAGIC, .kind = KIND_FILE, .info = info, .name_len = h->name_len};
-    img_wopts_t wo = {.jpeg_quality = (int)o->quality, .png_level = (int)o->png_level};
+    img_wopts_t wo = {.jpeg_quality = (int)o->quality, .png_level = (int)o->png_level, .threads = 1};
     img_writer_t *w = NULL;
     int dropped = 0;
     bad = mpm_buf_append(out, &rh, sizeof rh) < 0 || mpm_buf_append(out, oname, rh.name_len) < 0;
@@ -652,7 +654,12 @@ static int encode_strip(sink_t *s, const qitem_t *q)
     const char *name = s->out.path ? s->out.path : "standard output";
     if (!s->w) {
         int dropped = 0;
-        img_wopts_t wo = {.jpeg_quality = (int)s->o->quality, .png_level = (int)s->o->png_level};
+        /* PNG's deflate runs on as many threads as this rank has cores (its
+         * bytes do not depend on that: see img.h). */
+        cpu_set_t cs;
+        int cores = sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : 1;
+        img_wopts_t wo = {.jpeg_quality = (int)s->o->quality, .png_level = (int)s->o->png_level,
+                          .threads = cores};
         if (img_writer_open(&s->w, s->format, &q->info, &wo, out_write, &s->out, &dropped,
                             s->errmsg, sizeof s->errmsg) < 0)
             return -1;

@@ -78,12 +78,25 @@ void img_reader_close(img_reader_t *r);
 typedef struct img_wopts_s {
     int jpeg_quality; /* 1..100 */
     int png_level;    /* zlib level 0..9 */
+    int threads;      /* PNG: threads that deflate blocks in parallel (0 or 1: the caller's) */
 } img_wopts_t;
 
 /* Receives the encoded bytes; returns 0 or -1 (the writer then fails). */
 typedef int (*img_write_fn)(void *ctx, const void *p, size_t n);
 
 typedef struct img_writer_s img_writer_t;
+
+/*
+ * PNG is written by imgio.c itself (signature, IHDR, IDAT, IEND; libpng reads
+ * only): rows are filtered as libpng does by default (of None, Sub, Up,
+ * Average and Paeth, the one with the smallest sum of absolute values), the
+ * filtered bytes are cut into blocks of IMG_PNG_BLOCK bytes (whole rows) and
+ * each block is deflated on its own, ending with a full flush, by up to
+ * `threads` threads: the blocks concatenate into one zlib stream whose
+ * Adler-32 is combined from theirs. The bytes depend only on the pixels and
+ * the level, never on the number of threads or on how rows were pushed.
+ */
+#define IMG_PNG_BLOCK ((size_t)1 << 20)
 
 /*
  * Starts writing an image of `format` whose rows look like `info` describes

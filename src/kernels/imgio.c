@@ -41,6 +41,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <pthread.h>
+#include <zlib.h>
 
 #define PNM_MAXVAL 65535u
 #define PNG_DIM_MAX 0x1000000u                    /* libpng user limit on width and height */
@@ -786,9 +788,7 @@ struct img_writer_s {
     int convert;        /* rows go through tmp */
     uint16_t *lut;      /* maxval + 1 scaled samples, or NULL */
     unsigned char *tmp; /* one converted row */
-    png_structp png;
-    png_infop pinfo;
-    pngerr_t pe;
+    struct zpng_s *zp; /* PNG */
     jenc_t *je;
 };
 
@@ -878,56 +878,300 @@ static int pnm_wrows(img_writer_t *w, const unsigned char *rows, uint32_t n, cha
 
 /* ---- PNG writing ---- */
 
-static void png_write_cb(png_structp png, png_bytep p, size_t n)
+/* One deflate block of filtered rows (see img.h). */
+typedef struct zblock_s {
+    unsigned char *in, *out;
+    size_t in_len, out_len;
+    uLong adler;  /* of in */
+    int last;     /* ends the stream (Z_FINISH) rather than with a full flush */
+    int state;    /* 0 queued, 1 being compressed, 2 done, -1 failed */
+} zblock_t;
+
+typedef struct zpng_s {
+    int level;
+    int nthreads; /* compressing threads besides the caller (0: the caller does it) */
+    pthread_t *th;
+    int started; /* threads running */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    zblock_t *ring; /* block k in ring[k % cap] for k in [emitted, submitted) */
+    size_t cap;
+    uint64_t submitted, emitted, taken;
+    int stop;
+    zblock_t fill; /* being filled */
+    unsigned char *prev, *cand[5]; /* previous row (zeros at first), the five filterings */
+    uLong adler;
+    int header_done;
+} zpng_t;
+
+static int put_be32(unsigned char *p, uint32_t v)
 {
-    img_writer_t *w = png_get_io_ptr(png);
-    if (emit(w, p, n)) png_error(png, "write failed");
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+    return 4;
 }
 
-static void png_flush_cb(png_structp png)
+/* One PNG chunk: length, type, data (in up to two pieces), CRC. */
+static int png_chunk(img_writer_t *w, const char *type, const void *a, size_t na, const void *b,
+                     size_t nb)
 {
-    (void)png;
+    unsigned char h[8];
+    put_be32(h, (uint32_t)(na + nb));
+    memcpy(h + 4, type, 4);
+    uLong crc = crc32(0L, (const Bytef *)type, 4);
+    if (na) crc = crc32(crc, a, (uInt)na);
+    if (nb) crc = crc32(crc, b, (uInt)nb);
+    unsigned char t[4];
+    put_be32(t, (uint32_t)crc);
+    return emit(w, h, 8) || (na && emit(w, a, na)) || (nb && emit(w, b, nb)) || emit(w, t, 4) ? -1
+                                                                                                : 0;
 }
 
-static int png_wfail(img_writer_t *w, char *err, size_t errlen)
+/* Deflates one block on its own (raw deflate, 32 KiB window, no preset
+ * dictionary). 0 or -1 (out of memory). */
+static int zblock_compress(zblock_t *b, int level)
 {
-    if (w->cb_failed) return fail_cb(w, err, errlen);
-    return wfail(w, err, errlen, "PNG encoder: %s", w->pe.msg);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+    size_t cap = deflateBound(&z, (uLong)b->in_len) + 64;
+    b->out = malloc(cap);
+    int rc = b->out ? 0 : -1;
+    z.next_in = b->in;
+    z.avail_in = (uInt)b->in_len;
+    z.next_out = b->out;
+    z.avail_out = (uInt)cap;
+    if (rc == 0) {
+        int r = deflate(&z, b->last ? Z_FINISH : Z_FULL_FLUSH);
+        if ((b->last && r != Z_STREAM_END) || (!b->last && r != Z_OK) || z.avail_in) rc = -1;
+    }
+    b->out_len = cap - z.avail_out;
+    b->adler = adler32(adler32(0L, NULL, 0), b->in, (uInt)b->in_len);
+    deflateEnd(&z);
+    return rc;
 }
 
-static int png_wstart(img_writer_t *w, int level, char *err, size_t errlen)
+static void *zpng_main(void *arg)
 {
-    static const int type[] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
-                               PNG_COLOR_TYPE_RGB_ALPHA};
-    w->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w->pe, png_error_cb, png_warning_cb);
-    if (w->png) w->pinfo = png_create_info_struct(w->png);
-    if (!w->pinfo) return wfail(w, err, errlen, "out of memory");
-    if (setjmp(png_jmpbuf(w->png))) return png_wfail(w, err, errlen);
-    /* libpng's default limit (1,000,000) would refuse images the reader takes */
-    png_set_user_limits(w->png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
-    png_set_write_fn(w->png, w, png_write_cb, png_flush_cb);
-    png_set_compression_level(w->png, level);
-    png_set_IHDR(w->png, w->pinfo, w->in.width, w->in.height, (int)w->odepth * 8, type[w->oc - 1],
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(w->png, w->pinfo);
+    zpng_t *z = arg;
+    pthread_mutex_lock(&z->mu);
+    for (;;) {
+        while (!z->stop && z->taken == z->submitted) pthread_cond_wait(&z->cv, &z->mu);
+        if (z->taken == z->submitted) break;
+        zblock_t *b = &z->ring[z->taken++ % z->cap];
+        b->state = 1;
+        pthread_mutex_unlock(&z->mu);
+        int bad = zblock_compress(b, z->level);
+        pthread_mutex_lock(&z->mu);
+        b->state = bad ? -1 : 2;
+        pthread_cond_broadcast(&z->cv);
+    }
+    pthread_mutex_unlock(&z->mu);
+    return NULL;
+}
+
+/* Writes the oldest block once compressed (waiting for it when `wait`).
+ * 1 written, 0 not ready, -1 failed. */
+static int zpng_emit_one(img_writer_t *w, int wait)
+{
+    zpng_t *z = w->zp;
+    if (z->emitted == z->submitted) return 0;
+    zblock_t *b = &z->ring[z->emitted % z->cap];
+    if (z->nthreads) {
+        pthread_mutex_lock(&z->mu);
+        while (wait && b->state < 2 && b->state >= 0) pthread_cond_wait(&z->cv, &z->mu);
+        int st = b->state;
+        pthread_mutex_unlock(&z->mu);
+        if (st == 0 || st == 1) return 0;
+    } else if (b->state == 0) {
+        b->state = zblock_compress(b, z->level) ? -1 : 2;
+    }
+    if (b->state < 0) return -1;
+    /* The zlib header opens the first IDAT, the Adler-32 closes the last. */
+    unsigned char head[2] = {0x78, 0x01}, tail[4];
+    static const unsigned char flevel[10] = {0, 0, 1, 1, 1, 1, 2, 3, 3, 3};
+    head[1] = (unsigned char)(flevel[z->level] << 6);
+    unsigned check = (0x78u << 8 | head[1]) % 31; /* FCHECK: CMF * 256 + FLG divisible by 31 */
+    if (check) head[1] = (unsigned char)(head[1] + 31 - check);
+    z->adler = adler32_combine(z->adler, b->adler, (z_off_t)b->in_len);
+    put_be32(tail, (uint32_t)z->adler);
+    int rc;
+    if (!z->header_done) {
+        unsigned char *t = malloc(b->out_len + 6);
+        if (!t) return -1;
+        memcpy(t, head, 2);
+        memcpy(t + 2, b->out, b->out_len);
+        size_t n = b->out_len + 2;
+        if (b->last) {
+            memcpy(t + n, tail, 4);
+            n += 4;
+        }
+        rc = png_chunk(w, "IDAT", t, n, NULL, 0);
+        free(t);
+        z->header_done = 1;
+    } else {
+        rc = png_chunk(w, "IDAT", b->out, b->out_len, tail, b->last ? 4 : 0);
+    }
+    free(b->in);
+    free(b->out);
+    b->in = b->out = NULL;
+    z->emitted++;
+    return rc ? -2 : 1;
+}
+
+/* Hands the filled block over (to the threads, or compresses it here) and
+ * writes what is ready; waits while the ring is full. 0 or -1/-2. */
+static int zpng_submit(img_writer_t *w, int last)
+{
+    zpng_t *z = w->zp;
+    int r;
+    while (z->submitted - z->emitted == z->cap)
+        if ((r = zpng_emit_one(w, 1)) < 0) return r;
+    z->fill.last = last;
+    z->fill.state = 0;
+    if (z->nthreads) pthread_mutex_lock(&z->mu);
+    z->ring[z->submitted % z->cap] = z->fill;
+    z->submitted++;
+    if (z->nthreads) {
+        pthread_cond_broadcast(&z->cv);
+        pthread_mutex_unlock(&z->mu);
+    }
+    memset(&z->fill, 0, sizeof z->fill);
+    if (!last && !(z->fill.in = malloc(IMG_PNG_BLOCK + 1 + w->orb))) return -1;
+    while ((r = zpng_emit_one(w, last || !z->nthreads)) > 0) {
+    }
+    return r;
+}
+
+static int png_wfail(img_writer_t *w, int r, char *err, size_t errlen)
+{
+    if (r == -2 || w->cb_failed) return fail_cb(w, err, errlen);
+    return wfail(w, err, errlen, "PNG encoder: out of memory");
+}
+
+static int png_wstart(img_writer_t *w, const img_wopts_t *o, char *err, size_t errlen)
+{
+    zpng_t *z = calloc(1, sizeof *z);
+    if (!z) return wfail(w, err, errlen, "out of memory");
+    w->zp = z;
+    z->level = o ? o->png_level : 6;
+    z->nthreads = o && o->threads > 1 ? o->threads : 0;
+    z->cap = z->nthreads ? 2 * (size_t)z->nthreads + 2 : 1;
+    z->ring = calloc(z->cap, sizeof *z->ring);
+    z->prev = calloc(1, w->orb + 1);
+    z->fill.in = malloc(IMG_PNG_BLOCK + 1 + w->orb);
+    z->adler = adler32(0L, NULL, 0);
+    int bad = !z->ring || !z->prev || !z->fill.in;
+    for (int f = 0; f < 5 && !bad; f++) bad = !(z->cand[f] = malloc(w->orb + 1));
+    if (bad) return wfail(w, err, errlen, "out of memory");
+    pthread_mutex_init(&z->mu, NULL);
+    pthread_cond_init(&z->cv, NULL);
+    if (z->nthreads) {
+        if (!(z->th = calloc((size_t)z->nthreads, sizeof *z->th)))
+            return wfail(w, err, errlen, "out of memory");
+        for (int t = 0; t < z->nthreads; t++)
+            if (pthread_create(&z->th[t], NULL, zpng_main, z) == 0) z->started++;
+        if (z->started == 0) z->nthreads = 0; /* compress here after all */
+    }
+    static const unsigned char type[] = {0, 4, 2, 6}; /* gray, GA, RGB, RGBA */
+    unsigned char ihdr[13];
+    put_be32(ihdr, w->in.width);
+    put_be32(ihdr + 4, w->in.height);
+    ihdr[8] = (unsigned char)(w->odepth * 8);
+    ihdr[9] = type[w->oc - 1];
+    ihdr[10] = ihdr[11] = ihdr[12] = 0; /* deflate, adaptive filtering, no interlace */
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (emit(w, sig, 8) || png_chunk(w, "IHDR", ihdr, 13, NULL, 0)) return fail_cb(w, err, errlen);
     return 0;
+}
+
+/* Filters one row into cand[] and appends the best (libpng's heuristic: the
+ * smallest sum of the bytes read as signed) to the block being filled. */
+static void png_filter_row(img_writer_t *w, const unsigned char *row)
+{
+    zpng_t *z = w->zp;
+    const size_t n = w->orb, bpp = (size_t)w->oc * w->odepth;
+    const unsigned char *up = z->prev;
+    unsigned char *c0 = z->cand[0], *c1 = z->cand[1], *c2 = z->cand[2], *c3 = z->cand[3],
+                  *c4 = z->cand[4];
+    for (size_t i = 0; i < n; i++) {
+        int a = i >= bpp ? row[i - bpp] : 0, b = up[i], c = i >= bpp ? up[i - bpp] : 0;
+        int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+        int pr = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        c0[i] = row[i];
+        c1[i] = (unsigned char)(row[i] - a);
+        c2[i] = (unsigned char)(row[i] - b);
+        c3[i] = (unsigned char)(row[i] - ((a + b) >> 1));
+        c4[i] = (unsigned char)(row[i] - pr);
+    }
+    int best = 0;
+    uint64_t best_sum = UINT64_MAX;
+    for (int f = 0; f < 5; f++) {
+        uint64_t sum = 0;
+        const unsigned char *cf = z->cand[f];
+        for (size_t i = 0; i < n; i++) sum += (uint64_t)abs((int)(signed char)cf[i]);
+        if (sum < best_sum) {
+            best_sum = sum;
+            best = f;
+        }
+    }
+    unsigned char *dst = z->fill.in + z->fill.in_len;
+    dst[0] = (unsigned char)best;
+    memcpy(dst + 1, z->cand[best], n);
+    z->fill.in_len += n + 1;
+    memcpy(z->prev, row, n);
 }
 
 static int png_wrows(img_writer_t *w, const unsigned char *rows, uint32_t n, char *err,
                      size_t errlen)
 {
+    zpng_t *z = w->zp;
     const uint32_t first = w->row, end = w->row + n;
-    if (setjmp(png_jmpbuf(w->png))) return png_wfail(w, err, errlen);
-    for (; w->row < end; w->row++)
-        png_write_row(w->png, out_row(w, rows, w->row - first));
+    for (; w->row < end; w->row++) {
+        png_filter_row(w, out_row(w, rows, w->row - first));
+        if (z->fill.in_len >= IMG_PNG_BLOCK) {
+            int r = zpng_submit(w, 0);
+            if (r < 0) return png_wfail(w, r, err, errlen);
+        }
+    }
     return 0;
 }
 
 static int png_wfinish(img_writer_t *w, char *err, size_t errlen)
 {
-    if (setjmp(png_jmpbuf(w->png))) return png_wfail(w, err, errlen);
-    png_write_end(w->png, NULL);
+    int r = zpng_submit(w, 1);
+    if (r == 0 && w->zp->emitted != w->zp->submitted) r = -1;
+    if (r < 0) return png_wfail(w, r, err, errlen);
+    if (png_chunk(w, "IEND", NULL, 0, NULL, 0)) return fail_cb(w, err, errlen);
     return 0;
+}
+
+static void png_wfree(zpng_t *z)
+{
+    if (!z) return;
+    if (z->started) {
+        pthread_mutex_lock(&z->mu);
+        z->stop = 1;
+        z->taken = z->submitted; /* abandon what is queued */
+        pthread_cond_broadcast(&z->cv);
+        pthread_mutex_unlock(&z->mu);
+        for (int t = 0; t < z->started; t++) pthread_join(z->th[t], NULL);
+    }
+    if (z->ring)
+        for (uint64_t k = z->emitted; k < z->submitted; k++) {
+            free(z->ring[k % z->cap].in);
+            free(z->ring[k % z->cap].out);
+        }
+    free(z->fill.in);
+    free(z->ring);
+    free(z->prev);
+    for (int f = 0; f < 5; f++) free(z->cand[f]);
+    free(z->th);
+    pthread_mutex_destroy(&z->mu);
+    pthread_cond_destroy(&z->cv);
+    free(z);
 }
 
 /* ---- JPEG writing ---- */
@@ -1074,7 +1318,7 @@ int img_writer_open(img_writer_t **wp, int format, const img_info_t *info, const
         if (format == IMG_PNM)
             rc = pnm_wstart(w, err, errlen);
         else if (format == IMG_PNG)
-            rc = png_wstart(w, o ? o->png_level : 6, err, errlen);
+            rc = png_wstart(w, o, err, errlen);
         else
             rc = jpeg_wstart(w, o ? o->jpeg_quality : 90, err, errlen);
     }
@@ -1114,7 +1358,7 @@ int img_writer_finish(img_writer_t *w, char *err, size_t errlen)
 void img_writer_free(img_writer_t *w)
 {
     if (!w) return;
-    if (w->png) png_destroy_write_struct(&w->png, w->pinfo ? &w->pinfo : NULL);
+    png_wfree(w->zp);
     if (w->je) {
         jpeg_destroy_compress(&w->je->c);
         free(w->je);
