@@ -277,7 +277,7 @@ run 2 image --strip-rows 4 --journal "$TMP/img.journal" --resume --filter blur,s
 assert_rc "resumed run (everything from the journal)" 0
 assert_same_file "resume gives the same image" "$O/j.pgm" "$O/j2.pgm"
 
-section "SIGTERM mid-image: nothing under the final name, --resume finishes it identically"
+section "SIGUSR1 mid-image (Slurm's warning): nothing under the final name, --resume finishes it"
 ref gen 4000 3000 3 255 11 "$I/mid.ppm"
 SLOW=(image --strip-rows 40 --filter blur,sharpen,blur --sigma 12 "$I/mid.ppm")
 run 1 --threads 2 "${SLOW[@]}" -o "$O/mid-ref.ppm"
@@ -287,14 +287,28 @@ t0=$(date +%s%N)
 timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 --oversubscribe "$MPIMAP" --journal "$TMP/mid.journal" \
     "${SLOW[@]}" -o "$O/mid.ppm" >"$OUT" 2>"$ERR" </dev/null &
 pid=$!
-sleep 1.5
-kill -TERM "$pid" 2>/dev/null || true
+# Signal once the first strip is journaled: the journal is created with its
+# header, then grows by one record per finished chunk (75 chunks here).
+j0=""
+for _ in $(seq 1 3000); do
+    if [ -s "$TMP/mid.journal" ]; then
+        sz=$(stat -c %s "$TMP/mid.journal")
+        [ -z "$j0" ] && j0=$sz
+        [ "$sz" -gt "$j0" ] && break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.01
+done
+# timeout runs mpirun as its child; mpirun forwards SIGUSR1 to the ranks and
+# reports their exit code (SIGTERM it would turn into a kill a second later).
+kill -USR1 "$(pgrep -P "$pid" | head -1)" 2>/dev/null || true
 RC=0
 wait "$pid" || RC=$?
-echo "# interrupted after $((($(date +%s%N) - t0) / 1000000)) ms, exit $RC"
-assert_contains "SIGTERM: the drain is reported" "$ERR" "interrupted by SIGTERM"
-assert_absent "SIGTERM: no output under the final name" "$O/mid.ppm"
-assert_no_tmp "SIGTERM: no temporary output" "$O" "mid.ppm"
+echo "# interrupted after $((($(date +%s%N) - t0) / 1000000)) ms"
+assert_rc "SIGUSR1: exit 3 (interrupted, resumable)" 3
+assert_contains "SIGUSR1: the drain is reported" "$ERR" "interrupted by SIGUSR1"
+assert_absent "SIGUSR1: no output under the final name" "$O/mid.ppm"
+assert_no_tmp "SIGUSR1: no temporary output" "$O" "mid.ppm"
 run 2 --journal "$TMP/mid.journal" --resume "${SLOW[@]}" -o "$O/mid.ppm"
 assert_rc "--resume" 0
 assert_same_file "--resume gives the uninterrupted image" "$O/mid-ref.ppm" "$O/mid.ppm"
