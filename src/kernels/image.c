@@ -15,9 +15,10 @@
  * filter chain on the strip (each filter shrinks the rows it can compute by
  * its radius, except at the image's top and bottom: see img.h), keeps its S
  * rows and sends them back. Rank 0's sink receives the strips in order and
- * encodes them into the output as they come, so that neither side ever
- * holds the whole image: the source keeps S + 2 halo rows, each in-flight
- * chunk is one strip, and the encoder streams. A pixel gets the same
+ * queues them for an encoder thread that writes them into the output as
+ * they come, so that neither side ever holds the whole image: the source
+ * keeps the 2 halo rows shared with the next strip, each in-flight chunk is
+ * one strip, the queue is bounded and the encoder streams. A pixel gets the same
  * arithmetic in every strip, so the output bytes are the same for every
  * strip size, -np and --threads.
  *
@@ -321,7 +322,6 @@ static const char *const *image_columns(const void *o)
 typedef struct source_s {
     const image_opts_t *o;
     const mpm_input_t *in;
-    int many;
     int done;
     /* one image: the reader; rows [wa, wb) of the last chunk kept for the
      * next one (its halo rows above: at most 2 halo rows); wb is also the
@@ -353,8 +353,7 @@ static void *image_source_open(const void *op, const mpm_input_t *in, uint64_t c
     }
     s->o = o;
     s->in = in;
-    s->many = o->many;
-    if (s->many) return s;
+    if (o->many) return s;
     if (img_reader_open_file(&s->r, in->name, o->max_pixels, &s->info, err->msg,
                              sizeof err->msg) < 0) {
         image_source_close(s);
@@ -418,7 +417,7 @@ static int image_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
 {
     source_t *s = sp;
     if (s->done) return 0;
-    if (s->many) {
+    if (s->o->many) {
         s->done = 1;
         *offset = 0;
         return source_file(s, out, err);
@@ -618,12 +617,9 @@ typedef struct qitem_s {
 
 typedef struct sink_s {
     const image_opts_t *o;
-    int many;
-    const char *dir; /* many: the output directory */
-    uint64_t written; /* many: files written */
+    const char *dir; /* many images: the output directory */
     /* one image */
-    mpm_out_t out;
-    int opened;
+    mpm_out_t out;   /* open from sink_open to sink_close */
     int format;
     char *owned; /* -o DIR: the path DIR/NAME that out points to */
     uint32_t next_row; /* main thread: rows queued so far */
@@ -785,10 +781,9 @@ static void *image_sink_open(const void *op, const mpm_inputs_t *inputs, const c
         return NULL;
     }
     s->o = o;
-    s->many = o->many;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    if (s->many) return open_dir(s, path, err) < 0 ? sink_fail(s) : s;
+    if (o->many) return open_dir(s, path, err) < 0 ? sink_fail(s) : s;
     if (!path && isatty(1)) {
         mpm_err_set(err, -1, "refusing to write an image to a terminal: give -o FILE");
         return sink_fail(s);
@@ -816,7 +811,6 @@ static void *image_sink_open(const void *op, const mpm_inputs_t *inputs, const c
         mpm_err_set(err, -1, "%s", s->out.err);
         return sink_fail(s);
     }
-    s->opened = 1;
     return s;
 }
 
@@ -835,11 +829,9 @@ static int sink_file(sink_t *s, const res_hdr_t *h, const char *data, size_t len
         mpm__out_commit(&out) < 0) {
         rc = mpm_err_set(err, -1, "%s", out.err);
         mpm__out_abort(&out);
-    } else {
-        s->written++;
-        if (h->dropped_alpha)
-            MPM_LOG(MPM_LOG_WARN, "%s: the alpha channel was dropped (%s has none)", path,
-                    img_format_name(img_format_from_name(path)));
+    } else if (h->dropped_alpha) {
+        MPM_LOG(MPM_LOG_WARN, "%s: the alpha channel was dropped (%s has none)", path,
+                img_format_name(img_format_from_name(path)));
     }
     free(path);
     return rc;
@@ -911,7 +903,7 @@ static int image_sink_close(void *sp, int commit, mpm_err_t *err)
 {
     sink_t *s = sp;
     int rc = 0;
-    if (!s->many) {
+    if (!s->o->many) {
         if (!commit) {
             pthread_mutex_lock(&s->mu);
             s->failed = 1; /* the encoder drops what is queued */
@@ -926,7 +918,7 @@ static int image_sink_close(void *sp, int commit, mpm_err_t *err)
                              s->written_rows, s->height);
         if (commit && rc == 0) {
             if (mpm__out_commit(&s->out) < 0) rc = mpm_err_set(err, -1, "%s", s->out.err);
-        } else if (s->opened) {
+        } else {
             mpm__out_abort(&s->out);
         }
         img_writer_free(s->w);

@@ -140,8 +140,9 @@ uint32_t img_filter_channels(const img_filter_t *f, uint32_t c);
  * (in->height is ignored; H is given). src holds rows a..b-1 packed; dst gets
  * rows [*oa, *ob) (see the top of this file) in the layout of *in with
  * img_filter_channels() channels; it must hold (b - a) rows of that layout.
- * Alpha (channel 2 of 2, 4 of 4) is copied unchanged. Returns 0, or -1 when
- * memory runs out (or b - a is too small to give any row: *oa == *ob).
+ * Alpha (channel 2 of 2, 4 of 4) is copied unchanged. Returns 0 (with
+ * *oa == *ob when b - a is too small to give any row), or -1 when memory
+ * runs out or the arguments are inconsistent.
  */
 int img_filter_apply(const img_filter_t *f, const img_info_t *in, uint32_t H, uint32_t a,
                      uint32_t b, const void *src, void *dst, uint32_t *oa, uint32_t *ob);
