@@ -65,6 +65,7 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,8 @@ enum {
     TAG_INTERRUPT = 107, /* worker -> master: this rank was signalled */
     TAG_SEGMENTS = 108,  /* worker -> master at STOP: its open segments */
     TAG_CLOCK = 109,     /* --trace: clock offset ping-pongs at the start */
-    TAG_OBS = 110        /* --metrics/--trace/-v: a rank's counters and spans at the end */
+    TAG_OBS = 110,       /* --metrics/--trace/-v: a rank's counters and spans at the end */
+    TAG_SOLVE = 111      /* resident kernels: pieces of mpm_solve_write_ordered */
 };
 
 /* STOP status: what workers do with their partials. */
@@ -179,6 +181,7 @@ struct engine_s {
     int rank, size;
     int io; /* resolved: MPM_IO_MASTER or MPM_IO_SHARED */
     uint64_t chunk_size;
+    mpm_records_t records; /* the kernel's, or MPM_REC_BYTES (record_size) */
 
     hwloc_topology_t topo;
     mpm_placement_t pl;
@@ -195,6 +198,7 @@ struct engine_s {
     mpm_obs_t *obs; /* counters and spans (--metrics, --trace, -v), or NULL */
     /* what the master counted, for the metrics document */
     uint64_t m_done, m_reused, m_failed, m_bytes;
+    mpm_buf_t kmetrics; /* resident kernels: "name": value pairs for --metrics */
 };
 
 /* Main-thread timing helpers: a no-op without metrics. */
@@ -548,7 +552,8 @@ static void where(const engine_t *e, int input, int64_t off, int lines, char *ds
     if (!in) return;
     if (off < 0) return; /* such messages name their input themselves */
     if (in->kind == MPM_IN_FILE) {
-        uint64_t line = lines ? line_of(in->name, (uint64_t)off) : 0;
+        /* Fixed-size binary records have no lines. */
+        uint64_t line = lines && e->records != MPM_REC_BYTES ? line_of(in->name, (uint64_t)off) : 0;
         if (line)
             snprintf(dst, n, "%s:%llu: ", in->name, (unsigned long long)line);
         else
@@ -692,7 +697,9 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
     /* A kernel's source cannot cut one chunk again on its own. */
     int replayable = !from_split && e->in->v[d->input].kind != MPM_IN_STDIN && !e->k->source_open;
     char w[600];
-    if (!cfg->fail_fast && !m->interrupted && replayable && attempts <= (uint64_t)cfg->retries) {
+    /* A resident kernel cannot run on part of its data: any failure stops. */
+    int fatal = cfg->fail_fast || e->k->solve;
+    if (!fatal && !m->interrupted && replayable && attempts <= (uint64_t)cfg->retries) {
         where(e, d->input, off, m->nfail < 100, w, sizeof w);
         MPM_LOG(MPM_LOG_WARN, "%s%s (chunk %llu, attempt %u of %lld): trying again", w, text,
                 (unsigned long long)d->index, attempts, cfg->retries + 1);
@@ -706,7 +713,7 @@ static void master_chunk_failed(master_t *m, const mpm_chunk_desc_t *d, int64_t 
                                 chunk_extent(d), attempts, text, strlen(text), NULL, 0, &err) < 0)
             master_record_error(m, d->index, -1, -1, err.msg, strlen(err.msg));
     }
-    if (cfg->fail_fast) {
+    if (fatal) {
         master_record_error(m, d->index, d->input, off, text, strlen(text));
         return;
     }
@@ -1287,6 +1294,245 @@ static void master_report_failures(master_t *m, const char *kept)
                         "failed chunks are computed again\n");
 }
 
+/* ---- resident data: solve() and its collective helpers ------------------- */
+
+/* The context handed to mpm_kernel_t.solve (see kernel.h). Every rank holds
+ * one; collective helpers run the same MPI calls in the same order on all. */
+struct mpm_solve_s {
+    engine_t *e;
+    int signalled; /* a rank had a stop signal pending at an mpm_solve_agree */
+};
+
+int mpm_solve_rank(const mpm_solve_t *s) { return s->e->rank; }
+int mpm_solve_size(const mpm_solve_t *s) { return s->e->size; }
+int mpm_solve_threads(const mpm_solve_t *s) { return s->e->pl.nthreads; }
+const char *mpm_solve_output(const mpm_solve_t *s)
+{
+    const char *o = s->e->cfg->output;
+    return o && strcmp(o, "-") ? o : NULL;
+}
+int mpm_solve_quiet(const mpm_solve_t *s) { return s->e->cfg->quiet; }
+
+/* One pool task per thread; each pulls task numbers from a shared counter. */
+typedef struct par_task_s {
+    mpm_task_t task; /* first member */
+    size_t *next, n;
+    void (*fn)(void *arg, size_t task, int thread);
+    void *arg;
+} par_task_t;
+
+static void par_work(mpm_task_t *t, int tid)
+{
+    par_task_t *p = (par_task_t *)t;
+    for (;;) {
+        size_t i = __atomic_fetch_add(p->next, 1, __ATOMIC_RELAXED);
+        if (i >= p->n) break;
+        p->fn(p->arg, i, tid);
+    }
+}
+
+void mpm_solve_parallel(mpm_solve_t *s, size_t ntasks, void (*fn)(void *arg, size_t task, int thread),
+                        void *arg)
+{
+    engine_t *e = s->e;
+    if (ntasks == 0) return;
+    int nt = (size_t)e->pl.nthreads < ntasks ? e->pl.nthreads : (int)ntasks;
+    par_task_t *t = calloc((size_t)nt, sizeof *t);
+    size_t next = 0;
+    if (!t) { /* run here, in order: slower, same result */
+        for (size_t i = 0; i < ntasks; i++) fn(arg, i, 0);
+        return;
+    }
+    for (int i = 0; i < nt; i++) {
+        t[i] = (par_task_t){.task = {.work = par_work}, .next = &next, .n = ntasks, .fn = fn, .arg = arg};
+        mpm__pool_submit(e->pool, &t[i].task);
+    }
+    for (int back = 0; back < nt;)
+        for (mpm_task_t *d = mpm__pool_take_done(e->pool, 1.0); d; d = d->next) back++;
+    free(t);
+}
+
+#define SOLVE_PIECE ((size_t)1 << 27) /* elements or bytes per MPI call */
+
+void mpm_solve_allreduce(mpm_solve_t *s, void *buf, size_t n, mpm_reduce_t op)
+{
+    MPI_Datatype type = op >= MPM_RED_MIN_F64 ? MPI_DOUBLE : MPI_INT64_T;
+    MPI_Op mop = op == MPM_RED_SUM_I64                              ? MPI_SUM
+                 : op == MPM_RED_MIN_I64 || op == MPM_RED_MIN_F64 ? MPI_MIN
+                                                                   : MPI_MAX;
+    char *p = buf;
+    for (size_t at = 0; at < n;) {
+        size_t m = n - at < SOLVE_PIECE ? n - at : SOLVE_PIECE;
+        mpi_check(MPI_Allreduce(MPI_IN_PLACE, p + at * 8, (int)m, type, mop, s->e->comm),
+                  "MPI_Allreduce");
+        at += m;
+    }
+}
+
+void mpm_solve_bcast(mpm_solve_t *s, void *buf, size_t len, int root)
+{
+    char *p = buf;
+    for (size_t at = 0; at < len;) {
+        size_t m = len - at < SOLVE_PIECE ? len - at : SOLVE_PIECE;
+        mpi_check(MPI_Bcast(p + at, (int)m, MPI_BYTE, root, s->e->comm), "MPI_Bcast");
+        at += m;
+    }
+}
+
+static void solve_oom(engine_t *e, const char *what)
+{
+    MPM_LOG(MPM_LOG_ERROR, "out of memory (%s)", what);
+    MPI_Abort(e->comm, MPM_EXIT_FAIL);
+}
+
+void mpm_solve_allgather(mpm_solve_t *s, const void *mine, size_t len, mpm_buf_t *all, size_t *off)
+{
+    engine_t *e = s->e;
+    uint64_t l = len, *lens = malloc((size_t)e->size * sizeof *lens);
+    int *cnt = malloc((size_t)e->size * sizeof *cnt), *dsp = malloc((size_t)e->size * sizeof *dsp);
+    if (!lens || !cnt || !dsp) solve_oom(e, "allgather");
+    mpi_check(MPI_Allgather(&l, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, e->comm), "MPI_Allgather");
+    uint64_t total = 0;
+    for (int r = 0; r < e->size; r++) {
+        off[r] = all->len + (size_t)total;
+        dsp[r] = (int)total;
+        cnt[r] = (int)lens[r];
+        total += lens[r];
+    }
+    off[e->size] = all->len + (size_t)total;
+    if (total > INT_MAX) {
+        MPM_LOG(MPM_LOG_ERROR, "a collective exchange larger than 2 GiB");
+        MPI_Abort(e->comm, MPM_EXIT_FAIL);
+    }
+    if (mpm_buf_reserve(all, (size_t)total + 1) < 0) solve_oom(e, "allgather");
+    mpi_check(MPI_Allgatherv(mine, (int)len, MPI_BYTE, all->data + all->len, cnt, dsp, MPI_BYTE,
+                             e->comm),
+              "MPI_Allgatherv");
+    all->len += (size_t)total;
+    free(lens);
+    free(cnt);
+    free(dsp);
+}
+
+int mpm_solve_agree(mpm_solve_t *s, int ok)
+{
+    int v[2] = {ok && !mpm__sig_pending(), mpm__sig_pending()}, r[2];
+    mpi_check(MPI_Allreduce(&v[0], &r[0], 1, MPI_INT, MPI_MIN, s->e->comm), "MPI_Allreduce");
+    mpi_check(MPI_Allreduce(&v[1], &r[1], 1, MPI_INT, MPI_MAX, s->e->comm), "MPI_Allreduce");
+    if (r[1]) s->signalled = r[1];
+    return r[0];
+}
+
+typedef struct solve_key_s {
+    uint64_t key;
+    int rank;
+    size_t i;
+} solve_key_t;
+
+static int cmp_solve_key(const void *a, const void *b)
+{
+    const solve_key_t *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key ? 1 : x->rank - y->rank;
+}
+
+int mpm_solve_write_ordered(mpm_solve_t *s, const char *path, size_t n, const uint64_t *keys,
+                            const mpm_buf_t *pieces, mpm_err_t *err)
+{
+    engine_t *e = s->e;
+    for (size_t i = 0; i < n; i++)
+        if (pieces[i].len > INT_MAX) {
+            MPM_LOG(MPM_LOG_ERROR, "an ordered piece larger than 2 GiB");
+            MPI_Abort(e->comm, MPM_EXIT_FAIL);
+        }
+    mpm_buf_t all = {0};
+    size_t *off = malloc(((size_t)e->size + 1) * sizeof *off);
+    if (!off) solve_oom(e, "ordered write");
+    mpm_solve_allgather(s, keys, n * sizeof *keys, &all, off);
+    int ok = 1;
+    if (e->rank == 0) {
+        size_t total = (off[e->size] - off[0]) / 8, at = 0;
+        solve_key_t *order = malloc((total ? total : 1) * sizeof *order);
+        if (!order) solve_oom(e, "ordered write");
+        for (int r = 0; r < e->size; r++)
+            for (size_t i = 0; i < (off[r + 1] - off[r]) / 8; i++) {
+                uint64_t k;
+                memcpy(&k, all.data + off[r] + i * 8, 8);
+                order[at++] = (solve_key_t){k, r, i};
+            }
+        qsort(order, total, sizeof *order, cmp_solve_key);
+        mpm_out_t o;
+        memset(&o, 0, sizeof o);
+        if (mpm__out_open(&o, path, MPM_FMT_TEXT, NULL) < 0) {
+            ok = 0;
+            mpm_err_set(err, -1, "%s", o.err);
+        }
+        for (size_t j = 0; j < total; j++) {
+            const solve_key_t *q = &order[j];
+            if (q->rank == 0) {
+                if (ok && mpm__out_rows(&o, pieces[q->i].data, pieces[q->i].len) < 0) {
+                    ok = 0;
+                    mpm_err_set(err, -1, "%s", o.err);
+                }
+                continue;
+            }
+            int count = 0; /* a rank's pieces arrive in its key order */
+            char *buf = recv_whole(e, q->rank, TAG_SOLVE, &count);
+            if (ok && mpm__out_rows(&o, buf, (size_t)count) < 0) {
+                ok = 0;
+                mpm_err_set(err, -1, "%s", o.err);
+            }
+            free(buf);
+        }
+        free(order);
+        if (ok && mpm__out_commit(&o) < 0) {
+            ok = 0;
+            mpm_err_set(err, -1, "%s", o.err);
+        }
+        if (!ok) mpm__out_abort(&o);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            mpi_check(MPI_Send(pieces[i].data, (int)pieces[i].len, MPI_BYTE, 0, TAG_SOLVE, e->comm),
+                      "MPI_Send");
+    }
+    mpi_check(MPI_Bcast(&ok, 1, MPI_INT, 0, e->comm), "MPI_Bcast");
+    if (!ok && e->rank != 0) mpm_err_set(err, -1, "writing '%s' failed on rank 0", path);
+    mpm_buf_free(&all);
+    free(off);
+    return ok ? 0 : -1;
+}
+
+void mpm_solve_metric(mpm_solve_t *s, const char *name, double value, int kind)
+{
+    mpm_buf_t *b = &s->e->kmetrics;
+    if (b->len) mpm_buf_append(b, ", ", 2);
+    mpm__json_string(b, name, strlen(name));
+    if (kind == 2)
+        mpm_buf_printf(b, ": %s", value != 0 ? "true" : "false");
+    else if (kind == 1)
+        mpm_buf_printf(b, ": %.0f", value);
+    else if (isfinite(value))
+        mpm_buf_printf(b, ": %.17g", value);
+    else
+        mpm_buf_printf(b, ": null");
+}
+
+/* Every rank: merges the threads' partials and runs the kernel's solve().
+ * 0, or -1 with err set (*sig: the stop signal that ended it, else 0). */
+static int run_solve(engine_t *e, mpm_buf_t *out, int *sig, mpm_err_t *err)
+{
+    mpm_solve_t s = {.e = e};
+    *sig = 0;
+    int ok = merge_local(e, err) == 0;
+    if (!mpm_solve_agree(&s, ok)) {
+        if (s.signalled) *sig = s.signalled;
+        if (ok && !*sig) mpm_err_set(err, -1, "another rank failed to merge its data");
+        return -1;
+    }
+    int rc = e->k->solve(e->opts, e->partials[0], &s, out, err);
+    if (rc < 0 && s.signalled) *sig = s.signalled;
+    return rc < 0 ? -1 : 0;
+}
+
 static int run_master(engine_t *e, const int *windows, double t_start)
 {
     master_t m;
@@ -1316,13 +1562,13 @@ static int run_master(engine_t *e, const int *windows, double t_start)
             m.failed = 1;
             m.stop = 1;
         } else if (!e->k->sink_open &&
-                   mpm__out_open(&m.out, e->cfg->output, (mpm_format_t)e->cfg->format,
+                   mpm__out_open(&m.out, e->cfg->output, e->k->solve ? MPM_FMT_TEXT : (mpm_format_t)e->cfg->format,
                                  e->k->columns(e->opts)) < 0) {
             MPM_LOG(MPM_LOG_ERROR, "%s", m.out.err);
             m.failed = 1;
             m.stop = 1;
             m.err_msg[0] = 0;
-        } else if (mpm__split_open(&m.split, e->in->v, e->in->n, e->chunk_size, e->k->records,
+        } else if (mpm__split_open(&m.split, e->in->v, e->in->n, e->chunk_size, e->records,
                                    e->io == MPM_IO_MASTER, CHUNK_HDR, &err) < 0) {
             master_record_error(&m, 0, -1, -1, err.msg, strlen(err.msg));
         } else {
@@ -1403,7 +1649,21 @@ static int run_master(engine_t *e, const int *windows, double t_start)
     for (int r = 1; r < e->size; r++)
         mpi_check(MPI_Send(&stop_status, 1, MPI_INT, r, TAG_STOP, e->comm), "MPI_Send");
     if (e->segs) master_flush_segments(&m);
-    if (e->partials && stop_status == STOP_OK) {
+    if (e->k->solve && stop_status == STOP_OK) {
+        t0 = ob_now(e);
+        mpm_buf_t fin = {0};
+        int sig = 0;
+        if (run_solve(e, &fin, &sig, &err) < 0) {
+            if (sig)
+                m.interrupted = sig;
+            else
+                master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
+        } else {
+            master_out(&m, UINT64_MAX, fin.data, fin.len);
+        }
+        mpm_buf_free(&fin);
+        ob_main_span(e, MPM_SP_WRITE, t0, -1, 0);
+    } else if (e->partials && stop_status == STOP_OK && !e->k->solve) {
         if (merge_local(e, &err) < 0) master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
         if (m.jpartial && !m.failed &&
             e->k->merge(e->opts, e->partials[0], m.jpartial, &err) < 0)
@@ -1740,7 +2000,13 @@ static int run_worker(engine_t *e)
         mpi_check(MPI_Send(b.data, (int)b.len, MPI_BYTE, 0, TAG_SEGMENTS, e->comm), "MPI_Send");
         mpm_buf_free(&b);
     }
-    if (stop_status == STOP_OK && e->partials) {
+    if (stop_status == STOP_OK && e->k->solve) {
+        mpm_err_t err = {.offset = -1, .msg = ""};
+        mpm_buf_t fin = {0};
+        int sig = 0;
+        run_solve(e, &fin, &sig, &err); /* rank 0 reports the agreed outcome */
+        mpm_buf_free(&fin);
+    } else if (stop_status == STOP_OK && e->partials) {
         mpm_err_t err = {.offset = -1, .msg = ""};
         mpm_buf_t b = {0};
         if (merge_local(e, &err) < 0 || e->k->serialize(e->opts, e->partials[0], &b) < 0 ||
@@ -1830,6 +2096,13 @@ static int precheck(const mpm_config_t *cfg, const mpm_kernel_t *k, const mpm_in
             return MPM_EXIT_FAIL;
         }
     }
+    if (k->solve && cfg->journal) {
+        MPM_LOG(MPM_LOG_ERROR,
+                "%s keeps its data in memory and iterates over it: --journal and --resume do "
+                "not apply (a run is restarted from the input)",
+                k->name);
+        return MPM_EXIT_USAGE;
+    }
     /* A kernel's sink checks its own output (it may be a directory). */
     if (!k->sink_open && cfg->output && strcmp(cfg->output, "-") &&
         check_writable("output", cfg->output) < 0)
@@ -1854,13 +2127,14 @@ static int fp_quote(mpm_buf_t *b, const char *s, size_t n)
 
 /* The run's fingerprint for the journal: what makes results differ. */
 static int fingerprint(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
-                       const mpm_inputs_t *in, uint64_t chunk_size, mpm_buf_t *global,
+                       const mpm_inputs_t *in, uint64_t chunk_size, mpm_records_t records,
+                       mpm_buf_t *global,
                        char ***lines)
 {
     static const char *const fmts[] = {"text", "tsv", "json"};
     int bad = mpm_buf_printf(global, "kernel %s\nkernel-abi %u\nchunk-size %llu\nrecords %s\nformat %s\n",
                              k->name, k->abi, (unsigned long long)chunk_size,
-                             k->records == MPM_REC_LINES ? "lines" : "words",
+                             records == MPM_REC_LINES ? "lines" : records == MPM_REC_BYTES ? "bytes" : "words",
                              fmts[cfg->format >= 0 && cfg->format <= 2 ? cfg->format : 0]) < 0;
     for (const mpm_option_t *o = k->options; o && o->name && !bad; o++) {
         bad = mpm_buf_printf(global, "option %s=", o->name) < 0;
@@ -1915,7 +2189,7 @@ static int open_journal(engine_t *e)
     const char **names = calloc((size_t)(e->in->n ? e->in->n : 1), sizeof *names);
     int rc = MPM_EXIT_OK;
     mpm_err_t err = {.offset = -1, .msg = ""};
-    if (!names || fingerprint(e->cfg, e->k, e->opts, e->in, e->chunk_size, &global, &lines) < 0) {
+    if (!names || fingerprint(e->cfg, e->k, e->opts, e->in, e->chunk_size, e->records, &global, &lines) < 0) {
         MPM_LOG(MPM_LOG_ERROR, "out of memory");
         rc = MPM_EXIT_FAIL;
     } else {
@@ -2269,6 +2543,11 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
             mpm_buf_printf(&h, "], \"io\": \"%s\", \"chunk_size\": %llu},\n",
                            e->io == MPM_IO_SHARED ? "shared" : "master",
                            (unsigned long long)e->chunk_size);
+            if (e->kmetrics.len) {
+                mpm_buf_printf(&h, "  ");
+                mpm__json_string(&h, e->k->name, strlen(e->k->name));
+                mpm_buf_printf(&h, ": {%.*s},\n", (int)e->kmetrics.len, e->kmetrics.data);
+            }
             double tt = tot[MPM_OS_THREAD_TIME];
             mpm_buf_printf(
                 &h,
@@ -2337,6 +2616,12 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     mpm__log_rank = e.rank;
     e.chunk_size = cfg->chunk_size ? cfg->chunk_size : k->default_chunk_size;
     if (!e.chunk_size) e.chunk_size = 1 << 20;
+    e.records = k->records;
+    uint64_t rec = k->record_size ? k->record_size(opts) : 0;
+    if (rec) { /* fixed-size records: whole records per chunk */
+        e.records = MPM_REC_BYTES;
+        e.chunk_size = e.chunk_size < rec ? rec : e.chunk_size / rec * rec;
+    }
 
     mpm__sig_run_begin();
     int rc = e.rank == 0 ? precheck(cfg, k, inputs) : 0;
@@ -2498,6 +2783,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
     free(e.affinity);
     free(e.tids);
     mpm__obs_free(e.obs);
+    mpm_buf_free(&e.kmetrics);
     mpi_check(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
     mpm__sig_run_end();
     return rc;

@@ -58,6 +58,7 @@ struct mpm_splitter_s {
 static const char *find_sep(mpm_records_t rec, const char *p, size_t n)
 {
     if (rec == MPM_REC_LINES) return memchr(p, '\n', n);
+    if (rec == MPM_REC_BYTES) return n ? p : NULL; /* cut exactly at the chunk size */
     for (size_t i = 0; i < n; i++)
         if (mpm__is_sep(rec, (unsigned char)p[i])) return p + i;
     return NULL;

@@ -48,6 +48,7 @@ typedef struct mpm_splitter_s mpm_splitter_t;
 static inline int mpm__is_sep(mpm_records_t rec, unsigned char c)
 {
     if (rec == MPM_REC_LINES) return c == '\n';
+    if (rec == MPM_REC_BYTES) return 1; /* the chunk size is a multiple of the record */
     return !(c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
              (c >= 'A' && c <= 'Z') || c == '_');
 }

@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever mpm_kernel_t or the helpers below change incompatibly. */
-#define MPM_KERNEL_ABI 2
+#define MPM_KERNEL_ABI 3
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
@@ -132,8 +132,65 @@ typedef struct mpm_chunk_s {
 /* How records are delimited, for splitting byte inputs into chunks. */
 typedef enum {
     MPM_REC_LINES = 0, /* a chunk ends just after a '\n' */
-    MPM_REC_WORDS = 1  /* a chunk ends just after a byte outside [A-Za-z0-9_] and < 0x80 */
+    MPM_REC_WORDS = 1, /* a chunk ends just after a byte outside [A-Za-z0-9_] and < 0x80 */
+    MPM_REC_BYTES = 2  /* fixed-size records (mpm_kernel_t.record_size): a chunk is exactly
+                          the chunk size, a multiple of the record size (the last may be
+                          shorter) */
 } mpm_records_t;
+
+/* ---- resident data (ABI 3) -------------------------------------------------
+ * An iterative kernel (k-means) keeps what map() parsed on the rank that
+ * parsed it and then runs solve() on every rank at once, with collective
+ * helpers: the data is scattered once and never moves again. */
+typedef struct mpm_solve_s mpm_solve_t;
+
+int mpm_solve_rank(const mpm_solve_t *s);
+int mpm_solve_size(const mpm_solve_t *s);
+int mpm_solve_threads(const mpm_solve_t *s); /* this rank's pool threads */
+/* -o PATH, or NULL when the output is standard output. */
+const char *mpm_solve_output(const mpm_solve_t *s);
+/* Whether --quiet was given (a kernel's own summary lines follow it). */
+int mpm_solve_quiet(const mpm_solve_t *s);
+
+/* Runs fn(arg, task, thread) for task = 0 .. ntasks-1 on this rank's pool
+ * (thread in [0, threads)), tasks taken in any order by any thread; returns
+ * when all are done. Local, not collective. fn must not call MPI. */
+void mpm_solve_parallel(mpm_solve_t *s, size_t ntasks,
+                        void (*fn)(void *arg, size_t task, int thread), void *arg);
+
+/* Collective element-wise reductions, in place, every rank gets the result.
+ * There is deliberately no floating-point sum: its result would depend on the
+ * order of the ranks. Sum integers (exact) instead. */
+typedef enum {
+    MPM_RED_SUM_I64 = 0,
+    MPM_RED_MIN_I64 = 1,
+    MPM_RED_MAX_I64 = 2,
+    MPM_RED_MIN_F64 = 3,
+    MPM_RED_MAX_F64 = 4
+} mpm_reduce_t;
+void mpm_solve_allreduce(mpm_solve_t *s, void *buf, size_t n, mpm_reduce_t op);
+/* Collective: every rank's `len` bytes, concatenated in rank order into
+ * `all` (appended); off[r] gets the offset of rank r's bytes in all->data,
+ * off[size] the end. off has size + 1 entries. */
+void mpm_solve_allgather(mpm_solve_t *s, const void *mine, size_t len, mpm_buf_t *all,
+                         size_t *off);
+/* Collective: root's `len` bytes copied into every rank's buf. */
+void mpm_solve_bcast(mpm_solve_t *s, void *buf, size_t len, int root);
+/* Collective: 1 when every rank passes ok != 0 and no rank has a stop
+ * signal pending (SIGINT, SIGTERM, SIGUSR1...); 0 otherwise. Call it once per
+ * iteration and stop when it says 0. */
+int mpm_solve_agree(mpm_solve_t *s, int ok);
+/* Collective: writes to `path`, atomically (temporary file renamed when
+ * every byte is in), the pieces of every rank in ascending key order. Each
+ * rank passes its own pieces, keys ascending and unique across ranks (e.g.
+ * chunk indices). Returns the agreed outcome: 0, or -1 on every rank with
+ * err set where it failed (the file is then absent). */
+int mpm_solve_write_ordered(mpm_solve_t *s, const char *path, size_t n, const uint64_t *keys,
+                            const mpm_buf_t *pieces, mpm_err_t *err);
+/* A figure for the run's --metrics JSON, object "<kernel name>": {name: value}
+ * (rank 0's figures are the ones written). kind 0: "%.17g"; 1: an integer;
+ * 2: true/false. */
+void mpm_solve_metric(mpm_solve_t *s, const char *name, double value, int kind);
 
 /* ---- options ------------------------------------------------------------------ */
 
@@ -238,6 +295,27 @@ typedef struct mpm_kernel_s {
      * completed, such as the other files of a directory, may stay). Frees the
      * sink. 0, or -1 with err set. */
     int (*sink_close)(void *sink, int commit, mpm_err_t *err);
+
+    /* ---- optional (ABI 3) ---------------------------------------------------
+     * Fixed-size binary records: when set and it returns R > 0 for these
+     * options, `records` is MPM_REC_BYTES and the chunk size is rounded down
+     * to a multiple of R (at least R). The last chunk of an input may hold a
+     * partial record: map() must reject it. */
+    uint64_t (*record_size)(const void *opts);
+
+    /* Resident data: when set, partials stay on their rank. Every chunk is
+     * mapped (a chunk that fails stops the run, as with --fail-fast; --journal
+     * is refused), each rank merges its threads' partials, and then every rank
+     * calls solve() with its merged partial at the same time, on its main
+     * thread. solve() may use the mpm_solve_* helpers (collective ones in the
+     * same order on every rank) and appends the final output bytes to `out`
+     * on rank 0, written as they are to -o (--format does not apply).
+     * Returns 0, or -1 with err set: solve() must then have reached the same
+     * decision on every rank (through mpm_solve_agree), and rank 0 prints
+     * err. serialize/deserialize are not used. When mpm_solve_agree returned
+     * 0 because of a signal, returning -1 makes the run end as interrupted. */
+    int (*solve)(const void *opts, void *partial, mpm_solve_t *s, mpm_buf_t *out,
+                 mpm_err_t *err);
 } mpm_kernel_t;
 
 #ifdef __cplusplus
