@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,7 +47,7 @@
 #include "kmeans.h"
 #include "mpimap/mpimap.h"
 
-#define KM_BLOCK 256   /* rows per block (the unit of ordered double sums) */
+#define KM_BLOCK 1024  /* rows per block (the unit of ordered double sums) */
 #define HEAD_MAX (1 << 20) /* bytes read to find the first line */
 
 enum { INIT_PP = 0, INIT_RANDOM = 1, INIT_FILE = 2 };
@@ -480,8 +481,32 @@ static const char *const *km_columns(const void *op)
 typedef struct km_chunk_s {
     uint64_t index;
     size_t rows;
-    double *x; /* rows * d */
+    double *x;     /* rows * d */
+    size_t mapped; /* bytes of x when it was mmap'd (else 0: malloc) */
 } km_chunk_t;
+
+/* Large matrices come from mmap with transparent huge pages asked for:
+ * first-touch page faults on 4 KiB pages cost more than the parsing. */
+#define KM_MAP_MIN ((size_t)2 << 20)
+static double *matrix_alloc(size_t bytes, size_t *mapped)
+{
+    *mapped = 0;
+    if (bytes < KM_MAP_MIN) return malloc(bytes ? bytes : 1);
+    size_t len = (bytes + KM_MAP_MIN - 1) / KM_MAP_MIN * KM_MAP_MIN;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return malloc(bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE);
+#endif
+    *mapped = len;
+    return p;
+}
+
+static void matrix_free(double *x, size_t mapped)
+{
+    if (mapped) munmap(x, mapped);
+    else free(x);
+}
 
 typedef struct km_part_s {
     km_chunk_t *v;
@@ -498,7 +523,7 @@ static void km_partial_free(void *pp)
 {
     km_part_t *p = pp;
     if (!p) return;
-    for (size_t i = 0; i < p->n; i++) free(p->v[i].x);
+    for (size_t i = 0; i < p->n; i++) matrix_free(p->v[i].x, p->v[i].mapped);
     free(p->v);
     free(p);
 }
@@ -554,9 +579,22 @@ static int map_raw(const km_opts_t *o, const mpm_chunk_t *c, km_chunk_t *kc, mpm
                            "size %zu bytes (--dims %lld of %s)",
                            c->name, rec, o->dims, o->esize == 4 ? "f32" : "f64");
     size_t d = o->d;
-    double *x = malloc((rows ? rows : 1) * d * sizeof *x);
+    double *x = matrix_alloc(rows * d * sizeof *x, &kc->mapped);
     if (!x) return mpm_err_set(err, -1, "out of memory for %zu rows", rows);
     const unsigned char *p = (const unsigned char *)c->data;
+    int identity = o->esize == 8 && d == (size_t)o->dims;
+    for (size_t j = 0; identity && j < d; j++) identity = o->sel[j] == (int)j;
+    if (identity) { /* copy, then look for NaN/infinity (exponent all ones) */
+        memcpy(x, p, rows * rec);
+        const uint64_t *u = (const uint64_t *)(void *)x;
+        uint64_t bad = 0, n = (uint64_t)rows * d;
+        for (uint64_t i = 0; i < n; i++) bad |= ((u[i] >> 52) & 0x7ff) == 0x7ff;
+        if (!bad) {
+            kc->rows = rows;
+            kc->x = x;
+            return 0;
+        }
+    }
     for (size_t r = 0; r < rows; r++, p += rec) {
         for (size_t j = 0; j < d; j++) {
             size_t at = (size_t)o->sel[j] * o->esize;
@@ -569,7 +607,7 @@ static int map_raw(const km_opts_t *o, const mpm_chunk_t *c, km_chunk_t *kc, mpm
                 v = f;
             }
             if (!isfinite(v)) {
-                free(x);
+                matrix_free(x, kc->mapped);
                 return mpm_err_set(err, (int64_t)(r * rec + at),
                                    "row %llu, column %d: the value is not finite (NaN and "
                                    "infinity cannot be clustered)",
@@ -630,11 +668,11 @@ static int km_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format_t f
     if (o->fields == 0 || o->d == 0) return mpm_err_set(err, -1, "'%s': no column to read", c->name);
     if ((o->raw ? map_raw(o, c, &kc, err) : map_csv(o, c, &kc, err)) < 0) return -1;
     if (kc.rows == 0) {
-        free(kc.x);
+        matrix_free(kc.x, kc.mapped);
         return 0;
     }
     if (part_push(pp, kc) < 0) {
-        free(kc.x);
+        matrix_free(kc.x, kc.mapped);
         return mpm_err_set(err, -1, "out of memory");
     }
     return 0;
@@ -771,6 +809,11 @@ static void far_insert(thr_t *t, size_t want, double dist, uint64_t row)
     if (n < want) t->nc++;
 }
 
+static inline void add_row(double *restrict s, const double *restrict v, size_t d)
+{
+    for (size_t j = 0; j < d; j++) s[j] += v[j];
+}
+
 /* One block of one pass. */
 static void pass_block(void *arg, size_t b, int tid)
 {
@@ -815,9 +858,7 @@ static void pass_block(void *arg, size_t b, int tid)
             if (lab[i] != l) changed++;
             lab[i] = l;
             if (t->bcnt[l]++ == 0) t->touched[nt++] = l;
-            double *s = t->bsum + (size_t)l * d;
-            const double *v = x + i * d;
-            for (size_t j = 0; j < d; j++) s[j] += v[j];
+            add_row(t->bsum + (size_t)l * d, x + i * d, d);
         }
         for (size_t q = 0; q < nt; q++) {
             size_t l = (size_t)t->touched[q];

@@ -32,13 +32,31 @@ void km_xlayout_full(km_xlayout_t *L)
     L->n = (1024 + 64 + 1074) / DIGIT + 4;
 }
 
+/* v = (-1)^neg * m * 2^w with m < 2^53, from the bits (no libm). 0 for
+ * zero, infinity and NaN. */
+static inline int split_double(double v, uint64_t *m, int *w, int *neg)
+{
+    uint64_t b;
+    memcpy(&b, &v, 8);
+    int ex = (int)((b >> 52) & 0x7ff);
+    uint64_t f = b & (((uint64_t)1 << 52) - 1);
+    if (ex == 0x7ff || (ex == 0 && f == 0)) return 0;
+    if (ex == 0) {
+        *m = f;
+        *w = -1074;
+    } else {
+        *m = f | ((uint64_t)1 << 52);
+        *w = ex - 1075;
+    }
+    *neg = (int)(b >> 63);
+    return 1;
+}
+
 void km_xadd(const km_xlayout_t *L, int64_t *acc, double v)
 {
-    if (v == 0 || !isfinite(v)) return;
-    int e;
-    double f = frexp(fabs(v), &e); /* |v| = f * 2^e, f in [0.5, 1) */
-    uint64_t m = (uint64_t)ldexp(f, 53); /* exact: 53 bits */
-    int w = e - 53;                      /* |v| = m * 2^w */
+    uint64_t m;
+    int w, neg;
+    if (!split_double(v, &m, &w, &neg)) return;
     int sh = w - L->lo;
     if (sh < 0) { /* below the window (only when it was cut): round */
         if (sh < -63) return;
@@ -52,7 +70,7 @@ void km_xadd(const km_xlayout_t *L, int64_t *acc, double v)
     unsigned __int128 t = (unsigned __int128)m << (sh % DIGIT);
     int64_t d0 = (int64_t)(uint32_t)t, d1 = (int64_t)(uint32_t)(t >> 32), d2 = (int64_t)(t >> 64);
     if (i + 2 >= L->n) i = L->n - 3; /* cannot happen for values inside the layout */
-    if (v < 0) {
+    if (neg) {
         acc[i] -= d0;
         acc[i + 1] -= d1;
         acc[i + 2] -= d2;
@@ -111,13 +129,12 @@ void km_exponents(const double *v, size_t n, int *emax, int *emin)
 {
     int hi = *emax, lo = *emin;
     for (size_t i = 0; i < n; i++) {
-        double x = v[i];
-        if (x == 0 || !isfinite(x)) continue;
-        int e;
-        double f = frexp(fabs(x), &e);
-        if (e > hi) hi = e;
-        uint64_t m = (uint64_t)ldexp(f, 53);
-        int low = e - 53 + __builtin_ctzll(m);
+        uint64_t m;
+        int w, neg;
+        if (!split_double(v[i], &m, &w, &neg)) continue;
+        int top = w + 64 - __builtin_clzll(m); /* |v| < 2^top */
+        int low = w + __builtin_ctzll(m);
+        if (top > hi) hi = top;
         if (low < lo) lo = low;
     }
     *emax = hi;
