@@ -1716,7 +1716,12 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         master_out_close(&m, 0);
         rc = MPM_EXIT_INTERRUPTED;
         uint64_t fresh = m.chunks_done - m.reused;
-        if (e->cfg->journal)
+        if (e->k->solve)
+            MPM_LOG(MPM_LOG_WARN,
+                    "interrupted by %s: no output written; %s iterates over data held in memory, "
+                    "a new run starts again from the input",
+                    signal_name(m.interrupted), e->k->name);
+        else if (e->cfg->journal)
             MPM_LOG(MPM_LOG_WARN,
                     "interrupted by %s: %llu chunk%s finished in this run (%llu taken from the "
                     "journal before), %llu dropped; run the same command with --resume to "
