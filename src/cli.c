@@ -410,6 +410,8 @@ static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
     fprintf(f, "\nDefault chunk size: %llu %s. Engine options: see 'mpimap --help'.\n",
             (unsigned long long)k->default_chunk_size,
             k->source_open                ? "bytes (the kernel cuts its inputs itself)"
+            : k->record_size && k->records == MPM_REC_LINES
+                ? "bytes (chunks end on line boundaries, or on whole records of raw input)"
             : k->records == MPM_REC_LINES ? "bytes (chunks end on line boundaries)"
                                           : "bytes (chunks end on word boundaries)");
 }

@@ -1098,7 +1098,7 @@ static void chunk_sums(run_t *R, csum_t **out, size_t *nout, double *total)
     mpm_solve_allgather(R->s, mine, n * sizeof *mine, &all, off);
     size_t m = all.len / sizeof(csum_t);
     csum_t *v = (csum_t *)(void *)all.data;
-    qsort(v, m, sizeof *v, cmp_csum);
+    if (m) qsort(v, m, sizeof *v, cmp_csum);
     double t = 0;
     for (size_t i = 0; i < m; i++) t += v[i].sum;
     *out = v; /* owned by the caller (all.data) */
@@ -1405,7 +1405,7 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
         return mpm_err_set(err, -1, "--labels and -o name the same file '%s'", opath);
 
     /* Global row numbers: every rank learns every chunk's row count. */
-    qsort(p->v, p->n, sizeof *p->v, cmp_chunk);
+    if (p->n) qsort(p->v, p->n, sizeof *p->v, cmp_chunk);
     crow_t *mine = malloc((p->n ? p->n : 1) * sizeof *mine);
     size_t *off = malloc(((size_t)size + 1) * sizeof *off);
     R.g0 = malloc((p->n ? p->n : 1) * sizeof *R.g0);
@@ -1415,7 +1415,7 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     mpm_solve_allgather(s, mine, p->n * sizeof *mine, &all, off);
     size_t nall = all.len / sizeof(crow_t);
     crow_t *ca = (crow_t *)(void *)all.data;
-    qsort(ca, nall, sizeof *ca, cmp_crow);
+    if (nall) qsort(ca, nall, sizeof *ca, cmp_crow);
     uint64_t N = 0;
     for (size_t i = 0, j = 0; i < nall; i++) {
         if (j < p->n && ca[i].index == p->v[j].index) R.g0[j++] = N;
