@@ -192,21 +192,7 @@ static int next_field(const char **p, const char *end, char delim, const char **
 }
 
 /* Parses [s, e) as a whole number: 1 (a number), 0 (not a number). */
-static int parse_number(const char *s, const char *e, double *v)
-{
-    char small[128], *buf = small;
-    size_t n = (size_t)(e - s);
-    if (n == 0) return 0;
-    if (n >= sizeof small && !(buf = malloc(n + 1))) return 0;
-    memcpy(buf, s, n);
-    buf[n] = 0;
-    char *stop;
-    errno = 0;
-    *v = strtod(buf, &stop);
-    int ok = stop == buf + n && stop != buf;
-    if (buf != small) free(buf);
-    return ok;
-}
+static int parse_number(const char *s, const char *e, double *v) { return km_parse_double(s, e, v); }
 
 /* A printable excerpt of a field for messages. */
 static void excerpt(const char *s, const char *e, char *dst, size_t cap)

@@ -53,6 +53,14 @@ double km_xvalue(const km_xlayout_t *L, const int64_t *acc);
  * non-zero v. Start with *emax = INT_MIN, *emin = INT_MAX. */
 void km_exponents(const double *v, size_t n, int *emax, int *emin);
 
+/* ---- numbers ----------------------------------------------------------------- */
+
+/* Parses [s, e) as one whole number (no blanks): 1 and *v, or 0 when it is
+ * not a number. The same double as strtod (correctly rounded); a fast path
+ * handles up to 19 significant digits with small exponents, strtod the rest
+ * (and inf/nan/hex, which it accepts). */
+int km_parse_double(const char *s, const char *e, double *v);
+
 /* ---- assignment ---------------------------------------------------------- */
 
 #define KM_TILE 16 /* centroids per pass of the distance loop */

@@ -7,7 +7,9 @@
  */
 #include "kmeans.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <math.h>
 #include <string.h>
 
@@ -139,6 +141,81 @@ void km_exponents(const double *v, size_t n, int *emax, int *emin)
     }
     *emax = hi;
     *emin = lo;
+}
+
+/* ---- numbers ----------------------------------------------------------------- */
+
+/* Decimal fast path (Clinger): up to 19 significant digits; when the digits
+ * fit in 53 bits and the power of ten is exact (10^0 .. 10^22), one
+ * multiplication or division by an exact power gives the correctly rounded
+ * double, the same as strtod. 1: done; 0: not this simple form (strtod
+ * decides, including whether it is a number at all). */
+static int parse_fast(const char *s, const char *e, double *v)
+{
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *q = s;
+    int neg = 0;
+    if (q < e && (*q == '-' || *q == '+')) neg = *q++ == '-';
+    uint64_t m = 0;
+    int nd = 0, frac = 0, any = 0, dot = 0;
+    for (; q < e; q++) {
+        unsigned c = (unsigned char)*q - '0';
+        if (c < 10) {
+            any = 1;
+            if (m == 0 && c == 0) { /* leading zeros carry no digit */
+                if (dot) frac++;
+                continue;
+            }
+            if (++nd > 19) return 0;
+            m = m * 10 + c;
+            if (dot) frac++;
+        } else if (*q == '.' && !dot) {
+            dot = 1;
+        } else {
+            break;
+        }
+    }
+    if (!any) return 0;
+    int ex = 0;
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        q++;
+        int eneg = 0;
+        if (q < e && (*q == '-' || *q == '+')) eneg = *q++ == '-';
+        if (q == e) return 0;
+        for (; q < e; q++) {
+            unsigned c = (unsigned char)*q - '0';
+            if (c >= 10 || ex > 100000) return 0;
+            ex = ex * 10 + (int)c;
+        }
+        if (eneg) ex = -ex;
+    }
+    if (q != e) return 0;
+    int p = ex - frac;
+    double r;
+    if (m == 0) r = 0;
+    else if (m > ((uint64_t)1 << 53) || p < -22 || p > 22) return 0;
+    else r = p < 0 ? (double)m / p10[-p] : (double)m * p10[p];
+    *v = neg ? -r : r;
+    return 1;
+}
+
+int km_parse_double(const char *s, const char *e, double *v)
+{
+    if (parse_fast(s, e, v)) return 1;
+    char small[128], *buf = small;
+    size_t n = (size_t)(e - s);
+    if (n == 0) return 0;
+    if (n >= sizeof small && !(buf = malloc(n + 1))) return 0;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    char *stop;
+    errno = 0;
+    *v = strtod(buf, &stop);
+    int ok = stop == buf + n && stop != buf;
+    if (buf != small) free(buf);
+    return ok;
 }
 
 /* ---- assignment ---------------------------------------------------------- */

@@ -189,6 +189,59 @@ static void test_exponents(void)
     CU_ASSERT(ldexp(1, emax - 1) <= 1e300 && 1e300 < ldexp(1, emax));
 }
 
+/* ---- numbers ------------------------------------------------------------------------- */
+
+/* km_parse_double against strtod on the whole string: the same verdict and,
+ * for numbers, the same bits. */
+static void same_as_strtod(const char *str)
+{
+    double a = 0, b;
+    char *end;
+    size_t n = strlen(str);
+    int ok = km_parse_double(str, str + n, &a);
+    b = strtod(str, &end);
+    int sok = n > 0 && end == str + n;
+    if (ok != sok || (ok && !same_bits(a, b))) printf("\n  '%s': %d %a, strtod %d %a\n", str, ok, a, sok, b);
+    CU_ASSERT_EQUAL(ok, sok);
+    if (ok && sok) CU_ASSERT(same_bits(a, b));
+}
+
+static void test_parse(void)
+{
+    static const char *const fixed[] = {
+        "0", "-0", "+0", "0.0", "-0.000", ".5", "5.", "-.5e1", "1e22", "1e23", "1e-22", "1e-23",
+        "9007199254740992", "9007199254740993", "9007199254740993.0", "0.1", "0.3", "5.1",
+        "123456789012345678", "1234567890123456789", "12345678901234567890", "1e308", "1e309",
+        "1e-400", "4.9e-324", "2.2250738585072014e-308", "00000000000000000000001.5",
+        "0.0000000000000000000000000001", "1.7976931348623157e308", "inf", "-inf", "nan",
+        "Infinity", "0x1p3", "", ".", "-", "+", "e5", "1e", "1e+", "1.5.5", "1,5", "1 ", " 1",
+        "--1", "1e5x", "3.14159265358979323846264338327950288", "1E5", "1e05", "1e-0"};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) same_as_strtod(fixed[i]);
+    /* random decimal strings of every shape */
+    char buf[96];
+    for (int r = 0; r < 200000; r++) {
+        size_t n = 0;
+        if (rnd() % 3 == 0) buf[n++] = rnd() & 1 ? '-' : '+';
+        int ni = (int)(rnd() % 21), nf = (int)(rnd() % 21), dot = (int)(rnd() % 4) != 0;
+        for (int i = 0; i < ni; i++) buf[n++] = (char)('0' + rnd() % 10);
+        if (dot) buf[n++] = '.';
+        for (int i = 0; dot && i < nf; i++) buf[n++] = (char)('0' + rnd() % 10);
+        if (rnd() % 3 == 0) {
+            buf[n++] = rnd() & 1 ? 'e' : 'E';
+            if (rnd() & 1) buf[n++] = rnd() & 1 ? '-' : '+';
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%d", (int)(rnd() % 40));
+        }
+        buf[n] = 0;
+        same_as_strtod(buf);
+    }
+    /* what data files hold: printf of random doubles */
+    for (int r = 0; r < 100000; r++) {
+        double x = ldexp(unit() - 0.5, (int)(rnd() % 80) - 40);
+        snprintf(buf, sizeof buf, r % 3 == 0 ? "%.6f" : r % 3 == 1 ? "%.17g" : "%g", x);
+        same_as_strtod(buf);
+    }
+}
+
 /* ---- assignment ---------------------------------------------------------------------- */
 
 static void check_assign(size_t rows, size_t d, size_t k, int dup)
@@ -267,6 +320,7 @@ int main(void)
         {"cancellation across magnitudes", test_cancellation},
         {"rounding to nearest, ties to even", test_rounding},
         {"exponent bounds", test_exponents},
+        {"numbers parse as strtod does", test_parse},
         {"assignment equals the scalar loop", test_assign},
         {"assignment ties", test_assign_ties},
         {NULL, NULL},
