@@ -41,12 +41,29 @@
 #           are checked: mpimap within 1 level of an untimed
 #           `vips gaussblur --precision float` (a float PFM). Then PNG
 #           encoding: the image copied to PNG by mpimap and by `vips copy`.
+# kmeans    Lloyd k-means, k 16, 20 iterations (tol 0), the same initial
+#           centroids, on 1,000,000 x 32 float64 points (100,000 with --quick;
+#           a mixture of 16 overlapping Gaussian blobs, generated once): mpimap
+#           kmeans on the raw file (--dims 32) vs scikit-learn's KMeans
+#           (algorithm='lloyd', n_init=1, copy_x=False) with Debian's OpenBLAS
+#           (libopenblas0-pthread), file to centroids CSV, on all cores
+#           (mpimap --threads N; OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = N)
+#           and on one (taskset -c 0, mpimap --threads 1, 1 thread), plus
+#           mpirun -np N mpimap --threads 1 once; then the same points as a
+#           CSV (%.17g) read by mpimap and by numpy.loadtxt (the fastest numpy
+#           reader here: numpy.fromstring and genfromtxt were 2x and 5x
+#           slower; pandas is not installed). scikit-learn's time is also
+#           given from inside the process (after its imports) to the
+#           centroids written. Checked: every mpimap run writes the same
+#           centroids; scikit-learn's are within 1e-6 relative of them, with
+#           the same number of iterations; the BLAS (threadpoolctl) is named.
 # overlap   scripts/bench-overlap.sh [--quick], if present (in `all` only
 #           without --quick); it takes the benchmark lock itself
 # dispatch  scripts/bench-dispatch.sh [--quick], if present (likewise)
 #
 # Installs what it needs from Debian packages (build tools, gawk,
-# python3-mpi4py, gnuplot-nox), builds a Release build in build-bench/, then
+# python3-mpi4py, gnuplot-nox, libvips-tools, imagemagick, python3-sklearn,
+# libopenblas0-pthread), builds a Release build in build-bench/, then
 # holds an exclusive lock on /tmp/mpimap-bench.lock while it measures.
 # Output: Markdown on stdout and in build-bench/bench-results.md; per section
 # SECTION.json (date, host, CPU, cores, REPS, and per command its label,
@@ -59,7 +76,7 @@
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
 
-SECTIONS=(tasks scaling wordcount fib overhead journal image overlap dispatch)
+SECTIONS=(tasks scaling wordcount fib overhead journal image kmeans overlap dispatch)
 QUICK=0
 WHAT=()
 for a in "$@"; do
@@ -89,7 +106,7 @@ want_external() {
 }
 
 install_deps "${BUILD_DEPS[@]}" gawk python3-mpi4py gnuplot-nox libvips-tools imagemagick \
-    python3-numpy python3-pil
+    python3-numpy python3-pil python3-sklearn python3-threadpoolctl libopenblas0-pthread
 build "$MPIMAP_ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
 B="$MPIMAP_ROOT/build-bench"
 BENCH="$MPIMAP_ROOT/bench" # anchor programs, the JSON writer, the plot script
@@ -757,6 +774,205 @@ EOF
         say ""
     fi
     rm -f "$O"/*.ppm "$O"/*.pgm "$O"/*.pfm "$O"/*.png
+    jend
+fi
+
+# ------------------------------------------------------------ kmeans
+if want kmeans; then
+    KN=1000000
+    [ "$QUICK" = 1 ] && KN=100000
+    KD=32 KK=16 KIT=20 KC=$NPROC
+    KF="$DATA/kmeans-${KN}x$KD.f64"      # raw little-endian float64
+    KI="$DATA/kmeans-${KN}x$KD-init.csv" # the K initial centroids (rows of the data)
+    KCSV="$DATA/kmeans-${KN}x$KD.csv"    # the same points as CSV, %.17g
+    KPY="$BENCH/kmeans_sklearn.py"
+    if [ ! -s "$KF" ] || [ ! -s "$KI" ] || [ ! -s "$KCSV" ]; then
+        "$PY" "$KPY" gen "$KN" "$KD" "$KK" 42 "$KF" "$KI" "$KCSV" "$KN"
+    fi
+    cat "$KF" "$KCSV" > /dev/null
+    KO="$DATA/kmeans-out"
+    mkdir -p "$KO"
+    rm -f "$KO"/*.jsonl "$KO"/*.csv
+    # The same job on both sides: K centroids from the init file, 20 Lloyd
+    # iterations, tol 0; scikit-learn's threads on OMP_NUM_THREADS (its Lloyd
+    # loop) and OPENBLAS_NUM_THREADS; one core: both under taskset -c 0.
+    KM=(kmeans --k "$KK" --max-iter "$KIT" --tol 0 --init "$KI")
+    sk() { # sk THREADS READER DATA NAME: the scikit-learn command words
+        printf '%s\n' env "OMP_NUM_THREADS=$1" "OPENBLAS_NUM_THREADS=$1" "$PY" "$KPY" fit "$2" "$3" \
+            "$KI" "$KK" "$KIT" "$KO/$4.csv" "$KO/$4.jsonl" "$KD"
+    }
+    mapfile -t SK < <(sk "$KC" raw "$KF" sk)
+    mapfile -t SK1 < <(sk 1 raw "$KF" sk1)
+    mapfile -t SKC < <(sk "$KC" loadtxt "$KCSV" skc)
+    jbegin kmeans
+    say "## k-means: $KN x $KD float64 points, k $KK, $KIT Lloyd iterations (tol 0), the same initial centroids, file to centroids"
+    say ""
+    alternate \
+        mp "$B/mpimap" -v --threads "$KC" "${KM[@]}" --dims "$KD" --inertia "$KF" -o "$KO/mp.csv" -- \
+        sk "${SK[@]}" -- \
+        mp1 taskset -c 0 "$B/mpimap" -v --threads 1 "${KM[@]}" --dims "$KD" --inertia "$KF" -o "$KO/mp1.csv" -- \
+        sk1 taskset -c 0 "${SK1[@]}"
+    MPN_CMD=("${MPIRUN[@]}" -np "$KC" "$B/mpimap" -v --threads 1 "${KM[@]}" --dims "$KD" --inertia "$KF" -o "$KO/mpn.csv")
+    run_once "${MPN_CMD[@]}"
+    MPN_T=$T MPN_E=$E
+    cp "$DATA/last.err" "$RUNS/mpn.err"
+    for f in mp1 mpn; do
+        cmp -s "$KO/mp.csv" "$KO/$f.csv" || {
+            echo "bench.sh: kmeans: $KO/mp.csv and $KO/$f.csv differ" >&2
+            exit 1
+        }
+    done
+    [ "$(cat "$DATA/last.out")" = "$(cat "$RUNS/mp.out")" ] || {
+        echo "bench.sh: kmeans: mpirun -np $KC printed inertia $(cat "$DATA/last.out"), --threads $KC $(cat "$RUNS/mp.out")" >&2
+        exit 1
+    }
+    # kcheck MPIMAP SKLEARN: the centroids agree within 1e-6 relative and the
+    # iteration counts are equal; sets KDIFF ("max_abs max_rel"), KIT_M, KIT_S.
+    kcheck() {
+        KDIFF=$("$PY" "$KPY" cmp "$KO/$1.csv" "$KO/$2.csv")
+        KIT_M=$(sed -n 's/^mpimap: kmeans: .* after \([0-9]*\) iterations.*/\1/p' "$RUNS/$1.err")
+        KIT_S=$("$PY" "$KPY" field "$KO/$2.jsonl" n_iter)
+        if ! awk -v r="${KDIFF#* }" 'BEGIN { exit !(r <= 1e-6) }' || [ "$KIT_M" != "$KIT_S" ]; then
+            echo "bench.sh: kmeans: $1 and $2 disagree: centroids max abs, rel difference $KDIFF;" \
+                "iterations $KIT_M vs $KIT_S (compare $KO/$1.csv and $KO/$2.csv)" >&2
+            exit 1
+        fi
+    }
+    kdiff() { echo "${1% *}, ${1#* }"; } # "abs rel" -> "abs, rel"
+    kcheck mp sk
+    DIFF_RAW=$KDIFF ITERS=$KIT_M
+    kcheck mp1 sk1
+    DIFF_RAW1=$KDIFF
+    INERTIA_M=$(cat "$RUNS/mp.out")
+    INERTIA_S=$("$PY" "$KPY" field "$KO/sk.jsonl" inertia)
+    INERTIA_REL=$(awk -v a="$INERTIA_M" -v b="$INERTIA_S" 'BEGIN { d = a - b; if (d < 0) d = -d; printf "%.2g", d / b }')
+    # skfield NAME KEY: KEY of NAME's last scikit-learn run.
+    skfield() { "$PY" "$KPY" field "$KO/$1.jsonl" "$2"; }
+    # skin NAME: median, min, max of its in-process times (file to centroids) and of its imports.
+    declare -A IMED IMIN IMAX IMP
+    skin() {
+        local t
+        t=$("$PY" "$KPY" times "$KO/$1.jsonl" elapsed_s)
+        # shellcheck disable=SC2086 # space-separated numbers
+        read -r "IMED[$1]" "IMIN[$1]" "IMAX[$1]" <<< "$(stats $t)"
+        KTIMES=$t
+        t=$("$PY" "$KPY" times "$KO/$1.jsonl" import_s)
+        # shellcheck disable=SC2086
+        read -r "IMP[$1]" _ _ <<< "$(stats $t)"
+    }
+    BLAS="$(skfield sk blas.internal_api) $(skfield sk blas.version)"
+    SKV=$(skfield sk sklearn_version)
+    say "mpimap: \`mpimap --threads N kmeans --k $KK --max-iter $KIT --tol 0 --init init.csv --dims $KD data.f64 -o out.csv\`;"
+    say "scikit-learn $SKV: \`KMeans(n_clusters=$KK, init=C, n_init=1, max_iter=$KIT, tol=0, algorithm='lloyd', copy_x=False).fit(X)\` on"
+    say "\`np.fromfile(...).reshape(-1, $KD)\`, centroids written as CSV. The data file ($(mbps "$(stat -L -c %s "$KF")" 1) MB) is in page cache."
+    say ""
+    say "| tool | cores | wall time | min-max | in-process: file to centroids | time / mpimap (wall) |"
+    say "| --- | --- | --- | --- | --- | --- |"
+    # krow NAME LABEL CORES MPIMAP-NAME
+    krow() {
+        local inproc="—" extra=()
+        if [[ "$1" == sk* ]]; then
+            skin "$1"
+            inproc="${IMED[$1]} s (${IMIN[$1]}-${IMAX[$1]} s; imports ${IMP[$1]} s)"
+            extra=("inprocess_times_s:list=$KTIMES" "inprocess_median_s=${IMED[$1]}"
+                "inprocess_min_s=${IMIN[$1]}" "inprocess_max_s=${IMAX[$1]}" "import_median_s=${IMP[$1]}"
+                "inprocess_over_mpimap=$(ratio "${IMED[$1]}" "${MED[$4]}")"
+                "blas_internal_api:str=$(skfield "$1" blas.internal_api)"
+                "blas_version:str=$(skfield "$1" blas.version)"
+                "blas_num_threads=$(skfield "$1" blas.num_threads)"
+                "blas_filepath:str=$(skfield "$1" blas.filepath)"
+                "openmp_num_threads=$(skfield "$1" openmp.num_threads)"
+                "openmp_filepath:str=$(skfield "$1" openmp.filepath)"
+                "reader:str=$(skfield "$1" reader)" "n_iter=$(skfield "$1" n_iter)"
+                "inertia=$(skfield "$1" inertia)")
+        fi
+        say "| $2 | $3 | ${MED[$1]} s | $(range "$1") | $inproc | $(ratio "${MED[$1]}" "${MED[$4]}") |"
+        jcmd "$1" "label:str=$2" "cores=$3" "time_over_mpimap=$(ratio "${MED[$1]}" "${MED[$4]}")" "${extra[@]}"
+    }
+    krow mp "mpimap --threads $KC kmeans --dims $KD" "$KC" mp
+    krow sk "scikit-learn KMeans lloyd, $BLAS, OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=$KC" "$KC" mp
+    krow mp1 "taskset -c 0 mpimap --threads 1 kmeans --dims $KD" 1 mp1
+    krow sk1 "taskset -c 0 scikit-learn KMeans lloyd, $BLAS, 1 thread" 1 mp1
+    say "| mpirun -np $KC mpimap --threads 1 kmeans --dims $KD (one run) | $KC | $MPN_T s | | — | $(ratio "$MPN_T" "${MED[mp]}") |"
+    jraw "name:str=mpn" "label:str=mpirun -np $KC mpimap --threads 1 kmeans, one run" "cores=$KC" \
+        "command:str=$(shjoin "${MPN_CMD[@]}")" "times_s:list=$MPN_T" "median_s=$MPN_T" \
+        "min_s=$MPN_T" "max_s=$MPN_T" "engine_times_s:list=$MPN_E" \
+        "time_over_mpimap=$(ratio "$MPN_T" "${MED[mp]}")"
+    say ""
+    say "**scikit-learn ($BLAS, $KC threads) ${IMED[sk]} s in-process (${MED[sk]} s wall) vs mpimap" \
+        "${MED[mp]} s wall: ratio $(ratio "${IMED[sk]}" "${MED[mp]}") ($(ratio "${MED[sk]}" "${MED[mp]}")" \
+        "wall to wall).** One core: scikit-learn ${IMED[sk1]} s in-process (${MED[sk1]} s wall) vs mpimap" \
+        "${MED[mp1]} s, ratio $(ratio "${IMED[sk1]}" "${MED[mp1]}") ($(ratio "${MED[sk1]}" "${MED[mp1]}") wall to wall)." \
+        "Ratios above 1: mpimap is faster. In-process: from after Python's imports to the centroids" \
+        "written; mpimap's times are always the whole process."
+    if awk -v a="${IMED[sk]}" -v b="${MED[mp]}" 'BEGIN { exit !(b < a) }'; then
+        say "Target (mpimap faster than scikit-learn with OpenBLAS on $KC cores, its in-process time): met."
+        KMET=true
+    else
+        say "Target (mpimap faster than scikit-learn with OpenBLAS on $KC cores, its in-process time): **not met**."
+        KMET=false
+    fi
+    say ""
+    say "scikit-learn's BLAS (threadpoolctl.threadpool_info()): $(skfield sk blas.internal_api)" \
+        "$(skfield sk blas.version) ($(skfield sk blas.threading_layer), $(skfield sk blas.architecture))," \
+        "num_threads $(skfield sk blas.num_threads) ($(skfield sk1 blas.num_threads) in the 1-core run)," \
+        "\`$(skfield sk blas.filepath)\`; OpenMP: $(skfield sk openmp.prefix), num_threads" \
+        "$(skfield sk openmp.num_threads). Its Lloyd loop runs on the OpenMP threads; inside it, its BLAS" \
+        "calls are limited to 1 thread."
+    say ""
+    say "Same result: every mpimap run (--threads $KC, --threads 1, mpirun -np $KC) wrote the same" \
+        "centroids, byte for byte. mpimap vs scikit-learn: centroids max abs, max rel difference" \
+        "$(kdiff "$DIFF_RAW") with $KC threads, $(kdiff "$DIFF_RAW1") with 1; both ran $ITERS iterations;" \
+        "inertia mpimap $INERTIA_M, scikit-learn $INERTIA_S (relative difference $INERTIA_REL)."
+    say ""
+    jparam "points=$KN" "features=$KD" "k=$KK" "max_iter=$KIT" "tol=0" "cores=$KC" \
+        "data:str=$KF" "init:str=$KI" "csv:str=$KCSV" "data_bytes=$(stat -L -c %s "$KF")" \
+        "csv_bytes=$(stat -L -c %s "$KCSV")" "sklearn_version:str=$SKV" \
+        "numpy_version:str=$(skfield sk numpy_version)" \
+        "blas_internal_api:str=$(skfield sk blas.internal_api)" "blas_version:str=$(skfield sk blas.version)" \
+        "blas_num_threads=$(skfield sk blas.num_threads)" "blas_filepath:str=$(skfield sk blas.filepath)" \
+        "blas_threading_layer:str=$(skfield sk blas.threading_layer)" \
+        "openmp_num_threads=$(skfield sk openmp.num_threads)" "openmp_filepath:str=$(skfield sk openmp.filepath)" \
+        "iterations_mpimap=$ITERS" "iterations_sklearn=$(skfield sk n_iter)" \
+        "inertia_mpimap=$INERTIA_M" "inertia_sklearn=$INERTIA_S" "inertia_rel_diff=$INERTIA_REL" \
+        "centroids_max_abs_diff=${DIFF_RAW% *}" "centroids_max_rel_diff=${DIFF_RAW#* }" \
+        "centroids_max_rel_diff_1core=${DIFF_RAW1#* }" "mpimap_outputs_identical=true" \
+        "target_met=$KMET"
+
+    # The same points as CSV: parsing is part of the job.
+    alternate \
+        mpc "$B/mpimap" -v --threads "$KC" "${KM[@]}" --inertia "$KCSV" -o "$KO/mpc.csv" -- \
+        skc "${SKC[@]}"
+    kcheck mpc skc
+    DIFF_CSV=$KDIFF
+    if cmp -s "$KO/mp.csv" "$KO/mpc.csv"; then
+        CSV_SAME=true CSV_NOTE="the same centroids, byte for byte, as from the raw file"
+    else
+        CSV_SAME=false CSV_NOTE="centroids that differ from the raw file's in the last bits (max abs, max rel difference $(kdiff "$("$PY" "$KPY" cmp "$KO/mp.csv" "$KO/mpc.csv")"); docs/KMEANS.md: a CSV's block sums follow its chunks)"
+    fi
+    say "### The same points as CSV ($(mbps "$(stat -L -c %s "$KCSV")" 1) MB, %.17g), $KC cores"
+    say ""
+    say "| tool | wall time | min-max | in-process: file to centroids | time / mpimap (wall) |"
+    say "| --- | --- | --- | --- | --- |"
+    skin skc
+    say "| mpimap --threads $KC kmeans (CSV) | ${MED[mpc]} s | $(range mpc) | — | 1.00 |"
+    say "| scikit-learn, numpy.loadtxt + KMeans, $KC threads | ${MED[skc]} s | $(range skc) | ${IMED[skc]} s (read $(skfield skc read_s) s, fit $(skfield skc fit_s) s in the last run) | $(ratio "${MED[skc]}" "${MED[mpc]}") |"
+    jcmd mpc "label:str=mpimap --threads $KC kmeans on the CSV" "cores=$KC" "time_over_mpimap=1.00"
+    jcmd skc "label:str=scikit-learn KMeans lloyd on numpy.loadtxt of the CSV, $BLAS, $KC threads" \
+        "cores=$KC" "time_over_mpimap=$(ratio "${MED[skc]}" "${MED[mpc]}")" \
+        "inprocess_times_s:list=$KTIMES" "inprocess_median_s=${IMED[skc]}" \
+        "inprocess_over_mpimap=$(ratio "${IMED[skc]}" "${MED[mpc]}")" "reader:str=numpy.loadtxt"
+    say ""
+    say "**scikit-learn (numpy.loadtxt, $BLAS, $KC threads) ${IMED[skc]} s in-process (${MED[skc]} s wall)" \
+        "vs mpimap ${MED[mpc]} s wall: ratio $(ratio "${IMED[skc]}" "${MED[mpc]}")" \
+        "($(ratio "${MED[skc]}" "${MED[mpc]}") wall to wall).** numpy.loadtxt (its C parser, one thread) was" \
+        "the fastest numpy reader here (numpy.fromstring about 2x and genfromtxt about 5x slower; pandas" \
+        "is not installed). mpimap on the CSV: $CSV_NOTE; vs scikit-learn: centroids max abs, max rel" \
+        "difference $(kdiff "$DIFF_CSV"), the same number of iterations."
+    say ""
+    jparam "csv_reader_sklearn:str=numpy.loadtxt" "csv_same_centroids_as_raw=$CSV_SAME" \
+        "csv_centroids_max_rel_diff=${DIFF_CSV#* }"
+    rm -f "$KO"/*.jsonl
     jend
 fi
 

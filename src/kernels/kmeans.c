@@ -1001,7 +1001,7 @@ static int fetch_rows(run_t *R, const uint64_t *rows, size_t m, double *out)
     size_t *off = malloc((size + 1) * sizeof *off);
     int ok = off != NULL;
     for (size_t q = 0; ok && q < m; q++) {
-        size_t r;
+        size_t r = 0;
         long c = find_row(R, rows[q], &r);
         if (c < 0) continue;
         uint64_t qq = q;
@@ -1277,7 +1277,7 @@ static void relocate(run_t *R, int64_t *sums, int64_t *cnt, const double *c)
     size_t rec = 16 + d * 8, size = (size_t)mpm_solve_size(R->s);
     mpm_buf_t mine = {0}, gat = {0};
     for (size_t i = 0; i < all.nc; i++) {
-        size_t r;
+        size_t r = 0;
         long ch = find_row(R, all.cr[i], &r);
         mpm_buf_append(&mine, &all.cd[i], 8);
         mpm_buf_append(&mine, &all.cr[i], 8);
@@ -1311,7 +1311,7 @@ static void relocate(run_t *R, int64_t *sums, int64_t *cnt, const double *c)
         memcpy(xv, x, d * 8);
         /* Its old cluster: the owner knows; every rank needs it. */
         int64_t old = -1;
-        size_t r;
+        size_t r = 0;
         long ch = find_row(R, g, &r);
         if (ch >= 0) old = R->lab[ch][r];
         mpm_solve_allreduce(R->s, &old, 1, MPM_RED_MAX_I64);
