@@ -226,7 +226,8 @@ static int parse_line(const km_opts_t *o, const char *p, const char *end, double
             char ex[64];
             if (!parse_number(s, e, &v)) {
                 excerpt(s, e, ex, sizeof ex);
-                snprintf(msg, cap, "column %lld: '%s' is not a number", f + 1, ex);
+                snprintf(msg, cap, "column %lld: '%s' is not a number%s", f + 1, ex,
+                         o->columns ? "" : " (--columns selects the numeric columns)");
                 return -1;
             }
             if (!isfinite(v)) {
@@ -325,6 +326,26 @@ static int select_columns(km_opts_t *o, char **head, mpm_err_t *err)
     return 0;
 }
 
+/* Whether a --columns list names a column (an item that is not N or A-B). */
+static int names_in(const char *list)
+{
+    if (!list) return 0;
+    for (const char *p = list; *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p), i = 0;
+        while (i < len && p[i] >= '0' && p[i] <= '9') i++;
+        if (i < len && p[i] == '-' && i > 0) {
+            size_t j = ++i;
+            while (i < len && p[i] >= '0' && p[i] <= '9') i++;
+            if (i == j) return 1;
+        }
+        if (i != len || len == 0) return 1;
+        if (!c) break;
+        p = c + 1;
+    }
+    return 0;
+}
+
 /* Reads the input's first line: number of fields, header or not, names. */
 static int read_head(km_opts_t *o, mpm_err_t *err)
 {
@@ -358,7 +379,8 @@ static int read_head(km_opts_t *o, mpm_err_t *err)
     /* Fields of the first line, unquoted. */
     size_t cap = 16, F = 0;
     char **head = malloc(cap * sizeof *head);
-    int numeric_all = 1, rc = 0, last = 0;
+    int rc = 0, last = 0;
+    char *isnum = NULL; /* per field of the first line: a number? */
     const char *p = buf;
     while (head && !last) {
         const char *s, *e, *why = NULL;
@@ -389,20 +411,38 @@ static int read_head(km_opts_t *o, mpm_err_t *err)
         }
         name[w] = 0;
         double v;
-        if (!parse_number(s, e, &v)) numeric_all = 0;
+        char *ni = realloc(isnum, F + 1);
+        if (!ni) {
+            free(name);
+            rc = mpm_err_set(err, -1, "out of memory");
+            break;
+        }
+        isnum = ni;
+        isnum[F] = (char)parse_number(s, e, &v);
         head[F++] = name;
     }
     free(buf);
     if (!head) return mpm_err_set(err, -1, "out of memory");
     if (rc == 0) {
         o->fields = (long long)F;
-        o->has_header = o->header ? 1 : o->no_header ? 0 : !numeric_all;
-        /* A header given by names is needed even when the numbers of the
-         * first line would all parse. */
-        rc = select_columns(o, o->has_header ? head : NULL, err);
+        if (o->header || o->no_header) {
+            o->has_header = o->header;
+        } else if (names_in(o->columns)) {
+            o->has_header = 1; /* columns named: the first line names them */
+        } else {
+            /* Detected on the selected fields only: a text column that is
+             * not used does not make the first data line a header. */
+            rc = select_columns(o, NULL, err);
+            for (size_t j = 0; rc == 0 && j < o->d; j++)
+                if (!isnum[o->sel[j]]) o->has_header = 1;
+            km_free(o);
+            o->d = 0;
+        }
+        if (rc == 0) rc = select_columns(o, o->has_header ? head : NULL, err);
     }
     for (size_t i = 0; i < F; i++) free(head[i]);
     free(head);
+    free(isnum);
     return rc;
 }
 

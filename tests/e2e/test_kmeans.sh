@@ -536,5 +536,15 @@ for v in crlf quoted blank; do
     same_run "small_$v.csv: same centroids (header too), labels, inertia as small.csv" small "small-$v"
 done
 
+section "header detection looks at the selected columns only"
+printf '1,2,setosa\n3,4,virginica\n10,10,x\n11,11,y\n' >"$TMP/nolab.csv"
+kmrun 0 nolab kmeans --k 2 --columns 1-2 "$TMP/nolab.csv"
+assert_rc "headerless file with a text column, --columns 1-2" 0
+assert_contains "all 4 lines are data (the text column does not make line 1 a header)" "$ERR" "4 points"
+assert_eq "no header: names x1,x2" "x1,x2" "$(header_of nolab)"
+kmrun 0 nolab-all kmeans --k 2 "$TMP/nolab.csv"
+assert_rc "the same file without --columns: the text column is data" 1
+assert_contains "the message points to --columns" "$ERR" "--columns selects the numeric columns"
+
 assert_no_strays "no stray processes"
 finish
