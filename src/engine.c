@@ -2039,6 +2039,12 @@ static int check_writable(const char *what, const char *path)
         MPM_LOG(MPM_LOG_ERROR, "%s '%s' is a directory", what, path);
         return -1;
     }
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* A device or FIFO (/dev/null): written in place, never replaced. */
+        if (access(path, W_OK) == 0) return 0;
+        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': %s", what, path, strerror(errno));
+        return -1;
+    }
     char *d = strdup(path);
     if (!d) return -1;
     char *slash = strrchr(d, '/');
@@ -2362,6 +2368,12 @@ static int report_open(report_t *r, const char *path)
     size_t n = strlen(path) + 64;
     r->path = path;
     r->f = NULL;
+    r->tmp = NULL;
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        r->f = fopen(path, "w"); /* a device or FIFO: in place, never replaced */
+        return r->f ? 0 : -1;
+    }
     if (!(r->tmp = malloc(n))) return -1;
     snprintf(r->tmp, n, "%s.tmp-%ld", path, (long)getpid());
     r->f = fopen(r->tmp, "w");
@@ -2378,7 +2390,7 @@ static int report_close(report_t *r, int bad, const char *what)
     } else if (!err) {
         err = errno ? errno : EIO;
     }
-    if (!err && rename(r->tmp, r->path) < 0) err = errno;
+    if (!err && r->tmp && rename(r->tmp, r->path) < 0) err = errno;
     if (err) {
         if (r->tmp) unlink(r->tmp);
         MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': %s", what, r->path, strerror(err));

@@ -58,7 +58,7 @@ static int write_all(mpm_out_t *o, const char *p, size_t n)
         if (w < 0) {
             if (errno == EINTR) continue;
             snprintf(o->err, sizeof o->err, "cannot write '%s': %s",
-                     o->path ? o->tmp : "standard output", strerror(errno));
+                     o->tmp ? o->tmp : o->path ? o->path : "standard output", strerror(errno));
             o->failed = 1;
             return -1;
         }
@@ -77,6 +77,16 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
     o->fd = 1;
     if (!path || strcmp(path, "-") == 0) return 0;
     o->path = path;
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        o->fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (o->fd < 0) {
+            snprintf(o->err, sizeof o->err, "cannot open output '%s': %s", path, strerror(errno));
+            return -1;
+        }
+        o->direct = 1;
+        return 0;
+    }
     char *d = strdup(path), *b = strdup(path);
     if (!d || !b) {
         free(d);
@@ -175,7 +185,13 @@ int mpm__out_commit_as(mpm_out_t *o, const char *final)
     if (!o->failed && start(o) == 0 && o->fmt == MPM_FMT_JSON)
         rc = write_all(o, o->rows ? "\n]\n" : "]\n", o->rows ? 3 : 2);
     if (o->failed) rc = -1;
-    if (o->path) {
+    if (o->direct) {
+        if (close(o->fd) < 0 && rc == 0) {
+            snprintf(o->err, sizeof o->err, "cannot close '%s': %s", o->path, strerror(errno));
+            rc = -1;
+        }
+        o->fd = -1;
+    } else if (o->path) {
         if (rc == 0 && sync_outputs && fsync(o->fd) < 0) {
             snprintf(o->err, sizeof o->err, "cannot sync '%s': %s", o->tmp, strerror(errno));
             rc = -1;
@@ -202,6 +218,7 @@ int mpm__out_commit_as(mpm_out_t *o, const char *final)
 
 void mpm__out_abort(mpm_out_t *o)
 {
+    if (o->direct && o->fd >= 0) close(o->fd);
     if (o->path && o->tmp) {
         if (o->fd >= 0) close(o->fd);
         mpm__sig_guard_tmp(NULL);

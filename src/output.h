@@ -7,7 +7,9 @@
  * kernels emit) and writes to standard output or to a temporary file next to
  * the target, `DIR/.NAME.mpimap-XXXXXX`, which mpm__out_commit() renames into
  * place. mpm__out_abort() removes it: a failed run never leaves anything
- * under the final name. Thread safety: rank 0's main thread only.
+ * under the final name. A path that exists and is neither a regular file nor
+ * a directory (/dev/null, a named pipe) is opened and written in place:
+ * renaming a file over it would replace the device. Thread safety: rank 0's main thread only.
  */
 #ifndef MPM_OUTPUT_H
 #define MPM_OUTPUT_H
@@ -28,6 +30,7 @@ typedef struct mpm_out_s {
     uint64_t bytes; /* bytes written */
     mpm_buf_t scratch;
     int failed; /* a write failed: message in err */
+    int direct; /* the path is a device or FIFO (/dev/null): written in place */
     char err[512];
 } mpm_out_t;
 

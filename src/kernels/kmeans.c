@@ -1427,7 +1427,9 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     const char *opath = mpm_solve_output(s);
     if (o->inertia && !opath)
         return mpm_err_set(err, -1, "--inertia needs -o (the centroids would share standard output)");
-    if (o->labels && opath && !strcmp(o->labels, opath))
+    struct stat st;
+    if (o->labels && opath && !strcmp(o->labels, opath) &&
+        !(stat(opath, &st) == 0 && !S_ISREG(st.st_mode))) /* /dev/null twice is fine */
         return mpm_err_set(err, -1, "--labels and -o name the same file '%s'", opath);
 
     /* Global row numbers: every rank learns every chunk's row count. */

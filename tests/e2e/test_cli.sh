@@ -347,4 +347,21 @@ assert_not_contains "-q --threads $more: warning suppressed" "$ERR" "warning"
 run 2 --threads "$more" -o "$OD/w.txt" -c 4K wordcount "$D/gpl3.txt"
 assert_empty "--threads $more with -o: warning on stderr, stdout empty" "$OUT"
 
+# -o onto a device or a FIFO writes in place: a temporary file renamed over
+# /dev/null would replace the device (as root) with a regular file.
+run 2 -o /dev/null --metrics /dev/null -c 4K wordcount "$D/gpl3.txt"
+assert_rc "-o /dev/null --metrics /dev/null" 0
+if [ -c /dev/null ]; then ok "/dev/null is still a character device"; else
+    fail "/dev/null is still a character device" "$(ls -l /dev/null)"
+fi
+assert_absent "no temporary file left in /dev" "$(find /dev -maxdepth 1 -name '.null.*' | head -n 1)"
+mkfifo "$OD/fifo"
+cat "$OD/fifo" >"$OD/from-fifo.txt" &
+reader=$!
+run 2 -o "$OD/fifo" -c 4K wordcount "$D/gpl3.txt"
+wait "$reader"
+assert_rc "-o FIFO" 0
+assert_same_file "-o FIFO: the reader got the whole output" "$TMP/gpl3.expected" "$OD/from-fifo.txt"
+if [ -p "$OD/fifo" ]; then ok "the FIFO is still a FIFO"; else fail "the FIFO is still a FIFO" "$(ls -l "$OD/fifo")"; fi
+
 finish
