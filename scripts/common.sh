@@ -33,9 +33,10 @@ install_deps() {
 
 # What the tests need beyond the build: shellcheck (jobs/ scripts), iproute2
 # (the two-host test's network namespaces), mount and setpriv (util-linux),
-# numpy, scipy and PIL (the image kernel's independent reference).
+# numpy, scipy and PIL (the image kernel's independent reference), sklearn
+# (the kmeans kernel's reference, and the datasets it ships).
 # tests/e2e/slurm-cluster.sh installs slurm-wlm and munge itself.
-TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil)
+TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil python3-sklearn)
 
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
     libcunit1-dev libxxhash-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev python3 util-linux procps)
