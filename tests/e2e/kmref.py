@@ -536,17 +536,13 @@ def main():
         for line in sys.stdin:
             if line.strip():
                 cmd_ref(shlex.split(line))
-    elif cmd == "cmp":
+    elif cmd in ("cmp", "sane", "metrics"):
+        # A file mpimap should have written but could not be read is a
+        # failed check with a message, not a Python traceback.
         try:
-            cmd_cmp(argv)
+            {"cmp": cmd_cmp, "sane": cmd_sane, "metrics": cmd_metrics}[cmd](argv)
         except (OSError, ValueError) as e:
-            print("unreadable: %s" % e)
-            sys.exit(1)
-    elif cmd == "sane":
-        try:
-            cmd_sane(argv)
-        except (OSError, ValueError) as e:
-            print("unreadable output: %s" % e)
+            print("unreadable %s: %s" % ("output" if cmd == "sane" else "input", e))
             sys.exit(1)
     elif cmd == "spec-summary":
         with open(argv[0], errors="replace") as f:
@@ -555,12 +551,6 @@ def main():
             print("summary line(s) %r do not match /%s/" % (hits, SPEC_SUMMARY.pattern))
             sys.exit(1)
         print(hits[0])
-    elif cmd == "metrics":
-        try:
-            cmd_metrics(argv)
-        except (OSError, ValueError) as e:
-            print("unreadable: %s" % e)
-            sys.exit(1)
     elif cmd == "summary":
         cmd_summary(argv)
     elif cmd == "gen-bad":

@@ -87,14 +87,20 @@ OUT="$TMP/last.out"
 ERR="$TMP/last.err"
 RC=0
 SECS=0
-run() {
+# timed LAUNCHER ARGS... : LAUNCHER (run_np or run_single) with stdin from
+# /dev/null; sets OUT, ERR, RC and SECS like run.
+timed() {
     local t0 t1
     t0=$(date +%s%N)
     RC=0
-    run_np "$@" >"$OUT" 2>"$ERR" </dev/null || RC=$?
+    "$@" >"$OUT" 2>"$ERR" </dev/null || RC=$?
     t1=$(date +%s%N)
     SECS=$(((t1 - t0) / 1000000000))
 }
+run() { timed run_np "$@"; }
+# run_one ARGS... : like run, one process without mpirun (singleton MPI):
+# a tenth of mpirun's start-up time, for checks that are not about ranks.
+run_one() { timed run_single "$@"; }
 
 # mpirun_iof_crash: the last run died because Open MPI 4.1's mpirun itself
 # crashed in its stdin forwarding (SIGSEGV in orte_iof_hnp_read_local_handler,

@@ -58,17 +58,6 @@ $D/iris.csv $D/iris.init3.cols34.csv $R/iris3-cols34 --columns 3,4
 EOF
 ok "datasets written, $(wc -l <"$R/log") scikit-learn references computed"
 
-# run_one ARGS... : like run, one process without mpirun (singleton MPI):
-# a tenth of mpirun's start-up time, for the checks that are not about ranks.
-run_one() {
-    local t0 t1
-    t0=$(date +%s%N)
-    RC=0
-    run_single "$@" >"$OUT" 2>"$ERR" </dev/null || RC=$?
-    t1=$(date +%s%N)
-    SECS=$(((t1 - t0) / 1000000000))
-}
-
 # runx NP ARGS... : run under mpirun with NP ranks, or run_one when NP is 0.
 runx() {
     local np=$1
