@@ -314,7 +314,7 @@ assert_rc "--resume" 0
 assert_same_file "--resume gives the uninterrupted image" "$O/mid-ref.ppm" "$O/mid.ppm"
 
 section "a large image streams with bounded memory"
-if [ "$QUICK" = 1 ]; then BW=6000; BH=6000; else BW=20000; BH=20000; fi
+if [ "$QUICK" = 1 ]; then BW=3000; BH=3000; else BW=20000; BH=20000; fi
 "$PY" - "$TMP/big.ppm" "$BW" "$BH" <<'EOF'
 import sys
 import numpy as np
