@@ -1663,7 +1663,7 @@ static int run_master(engine_t *e, const int *windows, double t_start)
         }
         mpm_buf_free(&fin);
         ob_main_span(e, MPM_SP_WRITE, t0, -1, 0);
-    } else if (e->partials && stop_status == STOP_OK && !e->k->solve) {
+    } else if (e->partials && stop_status == STOP_OK) {
         if (merge_local(e, &err) < 0) master_record_error(&m, UINT64_MAX, -1, -1, err.msg, strlen(err.msg));
         if (m.jpartial && !m.failed &&
             e->k->merge(e->opts, e->partials[0], m.jpartial, &err) < 0)
@@ -2039,8 +2039,7 @@ static int check_writable(const char *what, const char *path)
         MPM_LOG(MPM_LOG_ERROR, "%s '%s' is a directory", what, path);
         return -1;
     }
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        /* A device or FIFO (/dev/null): written in place, never replaced. */
+    if (mpm__out_in_place(path)) {
         if (access(path, W_OK) == 0) return 0;
         MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': %s", what, path, strerror(errno));
         return -1;
@@ -2369,9 +2368,8 @@ static int report_open(report_t *r, const char *path)
     r->path = path;
     r->f = NULL;
     r->tmp = NULL;
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        r->f = fopen(path, "w"); /* a device or FIFO: in place, never replaced */
+    if (mpm__out_in_place(path)) {
+        r->f = fopen(path, "w");
         return r->f ? 0 : -1;
     }
     if (!(r->tmp = malloc(n))) return -1;

@@ -77,8 +77,7 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
     o->fd = 1;
     if (!path || strcmp(path, "-") == 0) return 0;
     o->path = path;
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    if (mpm__out_in_place(path)) {
         o->fd = open(path, O_WRONLY | O_CLOEXEC);
         if (o->fd < 0) {
             snprintf(o->err, sizeof o->err, "cannot open output '%s': %s", path, strerror(errno));
@@ -170,6 +169,12 @@ int mpm__out_rows(mpm_out_t *o, const char *data, size_t len)
         p += l + 1;
     }
     return write_all(o, s->data, s->len);
+}
+
+int mpm__out_in_place(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 
 static int sync_outputs = 1;

@@ -38,6 +38,11 @@ typedef struct mpm_out_s {
  * o->err set. */
 int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *const *cols);
 
+/* 1 when path exists and is neither a regular file nor a directory (a
+ * device such as /dev/null, a FIFO): every writer of outputs opens such a
+ * path and writes in place; a file renamed over it would replace it. */
+int mpm__out_in_place(const char *path);
+
 /* Writes rows (as emitted by mpm_emit_row) of one chunk. 0 or -1. */
 int mpm__out_rows(mpm_out_t *o, const char *data, size_t len);
 

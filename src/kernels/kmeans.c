@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../output.h"
 #include "../util.h"
 #include "kmeans.h"
 #include "mpimap/mpimap.h"
@@ -754,21 +755,32 @@ typedef struct blk_s {
     size_t chunk, r0, rows;
 } blk_t;
 
+/* The farthest rows seen (dist descending, then row ascending), at most
+ * `want` of them: relocation candidates for empty clusters. */
+typedef struct far_s {
+    double *dist;
+    uint64_t *row;
+    size_t n;
+} far_t;
+
+/* A thread's integer accumulators, summed over threads then ranks. */
+enum {
+    ACC_XS,  /* k * d cluster sums, Ls digits each */
+    ACC_CNT, /* k counts, then the number of changed labels */
+    ACC_XF,  /* up to `nf` values in the full layout */
+    NACC
+};
+
 /* One pool thread's scratch and accumulators. */
 typedef struct thr_s {
-    int64_t *xs;   /* k * d sums, Ls digits each */
-    int64_t *cnt;  /* k counts, then `changed` */
-    int64_t *xf;   /* up to `nf` values in the full layout */
-    double *bsum;  /* k * d block sums */
+    int64_t *acc[NACC];
+    double *bsum;  /* k * d block sums (zero between blocks) */
     int64_t *bcnt; /* k */
     int32_t *touched, *tl;
     double *td;
     double *dsum; /* nf block sums */
     int emax, emin;
-    /* relocation candidates: the `want` farthest rows seen */
-    double *cd;
-    uint64_t *cr;
-    size_t nc;
+    far_t far;
 } thr_t;
 
 typedef struct run_s {
@@ -794,23 +806,37 @@ typedef struct run_s {
     const double *mean, *scale; /* standardisation */
     size_t want;       /* relocation: farthest rows wanted */
     int relabel;       /* final pass: recompute labels */
+    int d2_first;      /* k-means++ D^2 pass: distance to the first centre */
 } run_t;
 
 enum { P_EXP, P_SUM, P_VAR, P_SCALE, P_LLOYD, P_FINAL, P_D2, P_POT, P_FAR };
 
+static void far_free(far_t *f)
+{
+    free(f->dist);
+    free(f->row);
+    *f = (far_t){0};
+}
+
+/* Empty, room for `want`. */
+static void far_init(far_t *f, size_t want)
+{
+    far_free(f);
+    f->dist = malloc((want ? want : 1) * sizeof *f->dist);
+    f->row = malloc((want ? want : 1) * sizeof *f->row);
+    if (!f->dist || !f->row) abort();
+}
+
 static void thr_free(thr_t *t)
 {
-    free(t->xs);
-    free(t->cnt);
-    free(t->xf);
+    for (int a = 0; a < NACC; a++) free(t->acc[a]);
     free(t->bsum);
     free(t->bcnt);
     free(t->touched);
     free(t->tl);
     free(t->td);
     free(t->dsum);
-    free(t->cd);
-    free(t->cr);
+    far_free(&t->far);
 }
 
 static void xadd_row(const km_xlayout_t *L, int64_t *acc, const double *v, size_t n)
@@ -818,21 +844,22 @@ static void xadd_row(const km_xlayout_t *L, int64_t *acc, const double *v, size_
     for (size_t j = 0; j < n; j++) km_xadd(L, acc + j * (size_t)L->n, v[j]);
 }
 
-/* Inserts (dist, row) among t's `want` farthest (dist descending, then row
- * ascending). */
-static void far_insert(thr_t *t, size_t want, double dist, uint64_t row)
+/* Inserts (dist, row) among f's `want` farthest. */
+static void far_insert(far_t *f, size_t want, double dist, uint64_t row)
 {
-    size_t n = t->nc;
-    if (n == want && !(dist > t->cd[n - 1] || (dist == t->cd[n - 1] && row < t->cr[n - 1]))) return;
+    size_t n = f->n;
+    if (!want) return;
+    if (n == want && !(dist > f->dist[n - 1] || (dist == f->dist[n - 1] && row < f->row[n - 1])))
+        return;
     size_t i = n < want ? n : want - 1;
-    while (i > 0 && (dist > t->cd[i - 1] || (dist == t->cd[i - 1] && row < t->cr[i - 1]))) {
-        t->cd[i] = t->cd[i - 1];
-        t->cr[i] = t->cr[i - 1];
+    while (i > 0 && (dist > f->dist[i - 1] || (dist == f->dist[i - 1] && row < f->row[i - 1]))) {
+        f->dist[i] = f->dist[i - 1];
+        f->row[i] = f->row[i - 1];
         i--;
     }
-    t->cd[i] = dist;
-    t->cr[i] = row;
-    if (n < want) t->nc++;
+    f->dist[i] = dist;
+    f->row[i] = row;
+    if (n < want) f->n++;
 }
 
 static inline void add_row(double *restrict s, const double *restrict v, size_t d)
@@ -854,10 +881,10 @@ static void pass_block(void *arg, size_t b, int tid)
         km_exponents(x, B->rows * d, &t->emax, &t->emin);
         break;
     case P_SUM: /* column sums */
+        for (size_t j = 0; j < d; j++) t->dsum[j] = 0;
         for (size_t i = 0; i < B->rows; i++)
-            for (size_t j = 0; j < d; j++) t->bsum[j] += x[i * d + j];
-        xadd_row(&R->Ls, t->xs, t->bsum, d);
-        for (size_t j = 0; j < d; j++) t->bsum[j] = 0; /* P_LLOYD expects zeros */
+            for (size_t j = 0; j < d; j++) t->dsum[j] += x[i * d + j];
+        xadd_row(&R->Ls, t->acc[ACC_XS], t->dsum, d);
         break;
     case P_VAR: /* squared deviations from the mean */
         for (size_t j = 0; j < d; j++) t->dsum[j] = 0;
@@ -866,7 +893,7 @@ static void pass_block(void *arg, size_t b, int tid)
                 double e = x[i * d + j] - R->mean[j];
                 t->dsum[j] += e * e;
             }
-        xadd_row(&R->Lf, t->xf, t->dsum, d);
+        xadd_row(&R->Lf, t->acc[ACC_XF], t->dsum, d);
         break;
     case P_SCALE:
         for (size_t i = 0; i < B->rows; i++)
@@ -889,12 +916,12 @@ static void pass_block(void *arg, size_t b, int tid)
         for (size_t q = 0; q < nt; q++) {
             size_t l = (size_t)t->touched[q];
             double *s = t->bsum + l * d;
-            xadd_row(&R->Ls, t->xs + l * d * (size_t)R->Ls.n, s, d);
+            xadd_row(&R->Ls, t->acc[ACC_XS] + l * d * (size_t)R->Ls.n, s, d);
             for (size_t j = 0; j < d; j++) s[j] = 0;
-            t->cnt[l] += t->bcnt[l];
+            t->acc[ACC_CNT][l] += t->bcnt[l];
             t->bcnt[l] = 0;
         }
-        t->cnt[k] += changed;
+        t->acc[ACC_CNT][k] += changed;
         break;
     }
     case P_FINAL: { /* labels (when relabel) and inertia */
@@ -905,14 +932,14 @@ static void pass_block(void *arg, size_t b, int tid)
         } else {
             for (size_t i = 0; i < B->rows; i++) in += km_dist2(x + i * d, R->c + (size_t)lab[i] * d, d);
         }
-        km_xadd(&R->Lf, t->xf, in);
+        km_xadd(&R->Lf, t->acc[ACC_XF], in);
         break;
     }
     case P_D2: { /* D^2 = min(D^2, distance to the new centre c[0]) */
         double *a = R->aux[B->chunk] + B->r0;
         for (size_t i = 0; i < B->rows; i++) {
             double v = km_dist2(x + i * d, R->c, d);
-            if (R->relabel || v < a[i]) a[i] = v; /* relabel: the first centre */
+            if (R->d2_first || v < a[i]) a[i] = v;
         }
         break;
     }
@@ -925,14 +952,14 @@ static void pass_block(void *arg, size_t b, int tid)
                 double v = km_dist2(x + i * d, cq, d);
                 s += v < a[i] ? v : a[i];
             }
-            km_xadd(&R->Lf, t->xf + q * (size_t)R->Lf.n, s);
+            km_xadd(&R->Lf, t->acc[ACC_XF] + q * (size_t)R->Lf.n, s);
         }
         break;
     }
     case P_FAR: { /* the farthest rows from their own centroids */
         uint64_t g = R->g0[B->chunk] + B->r0;
         for (size_t i = 0; i < B->rows; i++)
-            far_insert(t, R->want, km_dist2(x + i * d, R->c + (size_t)lab[i] * d, d), g + i);
+            far_insert(&t->far, R->want, km_dist2(x + i * d, R->c + (size_t)lab[i] * d, d), g + i);
         break;
     }
     }
@@ -944,13 +971,14 @@ static void run_pass(run_t *R, int mode)
     mpm_solve_parallel(R->s, R->nblk, pass_block, R);
 }
 
-/* Sums the threads' accumulators (digits normalised first) into thread 0's,
- * then across ranks. n int64 values at offset `field` of thr_t. */
-static void reduce_i64(run_t *R, size_t off, size_t n, const km_xlayout_t *L, size_t nvals)
+/* Sums the threads' accumulator `which` (n int64; with a layout L, nvals
+ * exact values whose digits are normalised first) into thread 0's, then
+ * across ranks. */
+static void reduce_i64(run_t *R, int which, size_t n, const km_xlayout_t *L, size_t nvals)
 {
-    int64_t *dst = *(int64_t **)((char *)&R->th[0] + off);
+    int64_t *dst = R->th[0].acc[which];
     for (size_t t = 0; t < R->nth; t++) {
-        int64_t *a = *(int64_t **)((char *)&R->th[t] + off);
+        int64_t *a = R->th[t].acc[which];
         if (L)
             for (size_t v = 0; v < nvals; v++) km_xnorm(L, a + v * (size_t)L->n);
         if (t)
@@ -964,14 +992,10 @@ static void reduce_i64(run_t *R, size_t off, size_t n, const km_xlayout_t *L, si
         for (size_t v = 0; v < nvals; v++) km_xnorm(L, dst + v * (size_t)L->n);
 }
 
-static void zero_i64(run_t *R, size_t off, size_t n)
+static void zero_i64(run_t *R, int which, size_t n)
 {
-    for (size_t t = 0; t < R->nth; t++) memset(*(int64_t **)((char *)&R->th[t] + off), 0, n * 8);
+    for (size_t t = 0; t < R->nth; t++) memset(R->th[t].acc[which], 0, n * 8);
 }
-
-#define XS offsetof(thr_t, xs)
-#define CNT offsetof(thr_t, cnt)
-#define XF offsetof(thr_t, xf)
 
 /* Global exponent bounds of the data and the layout of the sums. */
 static void data_layout(run_t *R)
@@ -999,10 +1023,10 @@ static void data_layout(run_t *R)
 static void column_means(run_t *R, double *mean)
 {
     size_t d = R->d, n = (size_t)R->Ls.n;
-    zero_i64(R, XS, d * n);
+    zero_i64(R, ACC_XS, d * n);
     run_pass(R, P_SUM);
-    reduce_i64(R, XS, d * n, &R->Ls, d);
-    for (size_t j = 0; j < d; j++) mean[j] = km_xvalue(&R->Ls, R->th[0].xs + j * n) / (double)R->N;
+    reduce_i64(R, ACC_XS, d * n, &R->Ls, d);
+    for (size_t j = 0; j < d; j++) mean[j] = km_xvalue(&R->Ls, R->th[0].acc[ACC_XS] + j * n) / (double)R->N;
 }
 
 /* Population variances (exact sums of squared deviations / N) into var[d]. */
@@ -1010,10 +1034,10 @@ static void column_vars(run_t *R, const double *mean, double *var)
 {
     size_t d = R->d, n = (size_t)R->Lf.n;
     R->mean = mean;
-    zero_i64(R, XF, d * n);
+    zero_i64(R, ACC_XF, d * n);
     run_pass(R, P_VAR);
-    reduce_i64(R, XF, d * n, &R->Lf, d);
-    for (size_t j = 0; j < d; j++) var[j] = km_xvalue(&R->Lf, R->th[0].xf + j * n) / (double)R->N;
+    reduce_i64(R, ACC_XF, d * n, &R->Lf, d);
+    for (size_t j = 0; j < d; j++) var[j] = km_xvalue(&R->Lf, R->th[0].acc[ACC_XF] + j * n) / (double)R->N;
 }
 
 /* Where global row g lives here: local chunk index, or -1. */
@@ -1033,7 +1057,7 @@ static long find_row(const run_t *R, uint64_t g, size_t *r)
 }
 
 /* Rows rows[0..m) (global indices) copied into out[m * d] on every rank. */
-static int fetch_rows(run_t *R, const uint64_t *rows, size_t m, double *out)
+static void fetch_rows(run_t *R, const uint64_t *rows, size_t m, double *out)
 {
     size_t d = R->d, rec = 8 + d * 8;
     mpm_buf_t mine = {0}, all = {0};
@@ -1061,11 +1085,9 @@ static int fetch_rows(run_t *R, const uint64_t *rows, size_t m, double *out)
     mpm_buf_free(&mine);
     mpm_buf_free(&all);
     free(off);
-    return 0;
 }
 
-/* Chunk-level sums of the k-means++ weights, in chunk order on every rank:
- * prefix[c] over all chunks (index order). Returns the total. */
+/* One chunk's sum of k-means++ weights, as the ranks exchange it. */
 typedef struct csum_s {
     uint64_t index;
     double sum;
@@ -1078,9 +1100,9 @@ static int cmp_csum(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* A row drawn with probability D^2 / sum(D^2) (k-means++): u in [0, 1). */
-static uint64_t draw_row(run_t *R, const csum_t *cs, size_t ncs, double total, double u,
-                         int64_t *owner_row)
+/* A row drawn with probability D^2 / sum(D^2) (k-means++), u in [0, 1):
+ * its global index on the rank that holds it, -1 on the others. */
+static int64_t draw_row(run_t *R, const csum_t *cs, size_t ncs, double total, double u)
 {
     double target = u * total, acc = 0;
     size_t c = 0;
@@ -1088,8 +1110,7 @@ static uint64_t draw_row(run_t *R, const csum_t *cs, size_t ncs, double total, d
         if (acc + cs[c].sum > target) break;
         acc += cs[c].sum;
     }
-    *owner_row = -1;
-    if (cs[c].rank != mpm_solve_rank(R->s)) return 0;
+    if (cs[c].rank != mpm_solve_rank(R->s)) return -1;
     /* This rank holds chunk c: walk its rows. */
     size_t lc = 0;
     while (R->p->v[lc].index != cs[c].index) lc++;
@@ -1105,10 +1126,11 @@ static uint64_t draw_row(run_t *R, const csum_t *cs, size_t ncs, double total, d
         }
     }
     if (pick == rows) pick = 0;
-    *owner_row = (int64_t)(R->g0[lc] + pick);
-    return 0;
+    return (int64_t)(R->g0[lc] + pick);
 }
 
+/* Every chunk's sum of D^2 (each in row order), on every rank, in chunk
+ * order (*out: free it), and their total summed in that order. */
 static void chunk_sums(run_t *R, csum_t **out, size_t *nout, double *total)
 {
     size_t n = R->p->n, size = (size_t)mpm_solve_size(R->s);
@@ -1136,17 +1158,19 @@ static void chunk_sums(run_t *R, csum_t **out, size_t *nout, double *total)
 
 /* Greedy k-means++ (as scikit-learn: 2 + ln k candidates per centre, the
  * one that lowers the potential most is kept). */
-static int init_pp(run_t *R, double *c)
+static size_t pp_trials(size_t k) { return 2 + (size_t)log((double)k); }
+
+static void init_pp(run_t *R, double *c)
 {
-    size_t d = R->d, k = R->k, L = 2 + (size_t)log((double)k);
+    size_t d = R->d, k = R->k, L = pp_trials(k);
     rng_t rng;
     rng_seed(&rng, (uint64_t)R->o->seed);
     uint64_t first = rng_below(&rng, R->N);
     fetch_rows(R, &first, 1, c);
     R->c = c;
-    R->relabel = 1; /* D^2 = distance to the first centre */
+    R->d2_first = 1;
     run_pass(R, P_D2);
-    R->relabel = 0;
+    R->d2_first = 0;
     double *cand = malloc(L * d * sizeof *cand);
     uint64_t *rows = malloc(L * sizeof *rows);
     int64_t *pick = malloc(L * sizeof *pick);
@@ -1158,7 +1182,7 @@ static int init_pp(run_t *R, double *c)
         chunk_sums(R, &cs, &ncs, &total);
         for (size_t q = 0; q < L; q++) {
             if (total > 0) {
-                draw_row(R, cs, ncs, total, rng_unit(&rng), &pick[q]);
+                pick[q] = draw_row(R, cs, ncs, total, rng_unit(&rng));
             } else { /* every point sits on a centre: uniform */
                 uint64_t g = rng_below(&rng, R->N);
                 pick[q] = mpm_solve_rank(R->s) == 0 ? (int64_t)g : -1;
@@ -1171,13 +1195,13 @@ static int init_pp(run_t *R, double *c)
         R->cand = cand;
         R->ncand = L;
         size_t n = (size_t)R->Lf.n;
-        zero_i64(R, XF, L * n);
+        zero_i64(R, ACC_XF, L * n);
         run_pass(R, P_POT);
-        reduce_i64(R, XF, L * n, &R->Lf, L);
+        reduce_i64(R, ACC_XF, L * n, &R->Lf, L);
         size_t best = 0;
         double bv = INFINITY;
         for (size_t q = 0; q < L; q++) {
-            double v = km_xvalue(&R->Lf, R->th[0].xf + q * n);
+            double v = km_xvalue(&R->Lf, R->th[0].acc[ACC_XF] + q * n);
             if (v < bv) {
                 bv = v;
                 best = q;
@@ -1190,7 +1214,6 @@ static int init_pp(run_t *R, double *c)
     free(cand);
     free(rows);
     free(pick);
-    return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -1200,7 +1223,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* K distinct rows, uniformly (Floyd's algorithm), in ascending order. */
-static int init_random(run_t *R, double *c)
+static void init_random(run_t *R, double *c)
 {
     size_t k = R->k;
     rng_t rng;
@@ -1231,7 +1254,6 @@ static int init_random(run_t *R, double *c)
     fetch_rows(R, rows, k, c);
     free(set);
     free(rows);
-    return 0;
 }
 
 /* Reads --init FILE (rank 0): K rows of D numbers. 0 or -1 with err. */
@@ -1292,86 +1314,79 @@ static int read_init(const km_opts_t *o, size_t k, size_t d, double *c, mpm_err_
     return rc;
 }
 
+/* A relocation candidate as the ranks exchange it: the row's distance to
+ * its centroid, global index, current label, then its d values. */
+typedef struct far_rec_s {
+    double dist;
+    uint64_t row;
+    int64_t label;
+} far_rec_t;
+
+static int cmp_far_rec(const void *a, const void *b)
+{
+    const far_rec_t *x = *(const far_rec_t *const *)a, *y = *(const far_rec_t *const *)b;
+    if (x->dist != y->dist) return x->dist > y->dist ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
 /* Empty clusters take the farthest points (see the header comment). `sums`
  * and `cnt` are the reduced accumulators; `c` the centroids of this pass. */
 static void relocate(run_t *R, int64_t *sums, int64_t *cnt, const double *c)
 {
     size_t k = R->k, d = R->d, n = (size_t)R->Ls.n, ne = 0;
     for (size_t l = 0; l < k; l++) ne += cnt[l] == 0;
-    for (size_t t = 0; t < R->nth; t++) {
-        R->th[t].nc = 0;
-        free(R->th[t].cd);
-        free(R->th[t].cr);
-        R->th[t].cd = malloc(ne * sizeof(double));
-        R->th[t].cr = malloc(ne * sizeof(uint64_t));
-        if (!R->th[t].cd || !R->th[t].cr) abort();
-    }
+    for (size_t t = 0; t < R->nth; t++) far_init(&R->th[t].far, ne);
     R->want = ne;
     R->c = c;
     run_pass(R, P_FAR);
-    /* This rank's farthest: merge the threads' lists. */
-    thr_t all = {.cd = malloc(ne * sizeof(double)), .cr = malloc(ne * sizeof(uint64_t))};
-    if (!all.cd || !all.cr) abort();
+    /* This rank's farthest (the threads' lists merged), with their labels
+     * and values, to every rank. */
+    far_t mine = {0};
+    far_init(&mine, ne);
     for (size_t t = 0; t < R->nth; t++)
-        for (size_t i = 0; i < R->th[t].nc; i++) far_insert(&all, ne, R->th[t].cd[i], R->th[t].cr[i]);
-    size_t rec = 16 + d * 8, size = (size_t)mpm_solve_size(R->s);
-    mpm_buf_t mine = {0}, gat = {0};
-    for (size_t i = 0; i < all.nc; i++) {
+        for (size_t i = 0; i < R->th[t].far.n; i++)
+            far_insert(&mine, ne, R->th[t].far.dist[i], R->th[t].far.row[i]);
+    size_t rec = sizeof(far_rec_t) + d * 8, size = (size_t)mpm_solve_size(R->s);
+    mpm_buf_t out = {0}, gat = {0};
+    for (size_t i = 0; i < mine.n; i++) {
         size_t r = 0;
-        long ch = find_row(R, all.cr[i], &r);
-        mpm_buf_append(&mine, &all.cd[i], 8);
-        mpm_buf_append(&mine, &all.cr[i], 8);
-        mpm_buf_append(&mine, R->p->v[ch].x + r * d, d * 8);
+        long ch = find_row(R, mine.row[i], &r);
+        far_rec_t h = {mine.dist[i], mine.row[i], R->lab[ch][r]};
+        if (mpm_buf_append(&out, &h, sizeof h) || mpm_buf_append(&out, R->p->v[ch].x + r * d, d * 8))
+            abort();
     }
     size_t *off = malloc((size + 1) * sizeof *off);
     if (!off) abort();
-    mpm_solve_allgather(R->s, mine.data, mine.len, &gat, off);
-    /* The global farthest, in order. */
-    thr_t top = {.cd = malloc(ne * sizeof(double)), .cr = malloc(ne * sizeof(uint64_t))};
-    if (!top.cd || !top.cr) abort();
-    for (size_t at = 0; at + rec <= gat.len; at += rec) {
-        double dist;
-        uint64_t g;
-        memcpy(&dist, gat.data + at, 8);
-        memcpy(&g, gat.data + at + 8, 8);
-        far_insert(&top, ne, dist, g);
-    }
+    mpm_solve_allgather(R->s, out.data, out.len, &gat, off);
+    /* The global farthest, in order, go to the empty clusters in order. */
+    size_t m = gat.len / rec;
+    far_rec_t **top = malloc((m ? m : 1) * sizeof *top);
+    double *xv = malloc((d ? d : 1) * sizeof *xv);
+    if (!top || !xv) abort();
+    for (size_t i = 0; i < m; i++) top[i] = (far_rec_t *)(void *)(gat.data + i * rec);
+    qsort(top, m, sizeof *top, cmp_far_rec);
     size_t e = 0;
-    for (size_t l = 0; l < k && e < top.nc; l++) {
+    for (size_t l = 0; l < k && e < m; l++) {
         if (cnt[l] != 0) continue;
-        uint64_t g = top.cr[e++];
-        const double *x = NULL;
-        for (size_t at = 0; at + rec <= gat.len; at += rec) {
-            uint64_t gg;
-            memcpy(&gg, gat.data + at + 8, 8);
-            if (gg == g) x = (const double *)(void *)(gat.data + at + 16);
-        }
-        double *xv = malloc((d ? d : 1) * sizeof *xv);
-        if (!xv) abort();
-        memcpy(xv, x, d * 8);
-        /* Its old cluster: the owner knows; every rank needs it. */
-        int64_t old = -1;
-        size_t r = 0;
-        long ch = find_row(R, g, &r);
-        if (ch >= 0) old = R->lab[ch][r];
-        mpm_solve_allreduce(R->s, &old, 1, MPM_RED_MAX_I64);
+        const far_rec_t *h = top[e++];
+        size_t old = (size_t)h->label, r = 0;
+        memcpy(xv, h + 1, d * 8);
         for (size_t j = 0; j < d; j++) {
-            km_xadd(&R->Ls, sums + ((size_t)old * d + j) * n, -xv[j]);
+            km_xadd(&R->Ls, sums + (old * d + j) * n, -xv[j]);
             km_xadd(&R->Ls, sums + (l * d + j) * n, xv[j]);
         }
-        free(xv);
         cnt[old]--;
         cnt[l] = 1;
         cnt[k]++; /* a label changed */
+        long ch = find_row(R, h->row, &r);
         if (ch >= 0) R->lab[ch][r] = (int32_t)l;
     }
     for (size_t v = 0; v < k * d; v++) km_xnorm(&R->Ls, sums + v * n);
-    free(all.cd);
-    free(all.cr);
-    free(top.cd);
-    free(top.cr);
+    far_free(&mine);
+    free(top);
+    free(xv);
     free(off);
-    mpm_buf_free(&mine);
+    mpm_buf_free(&out);
     mpm_buf_free(&gat);
 }
 
@@ -1390,12 +1405,6 @@ static void csv_field(mpm_buf_t *b, const char *s)
     mpm_buf_append(b, "\"", 1);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_chunk(const void *a, const void *b)
 {
@@ -1417,7 +1426,7 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
 {
     const km_opts_t *o = op;
     km_part_t *p = pp;
-    double t0 = now_s();
+    double t0 = mpm__now();
     int rank = mpm_solve_rank(s), size = mpm_solve_size(s), rc = -1;
     run_t R = {.o = o, .s = s, .p = p, .d = o->d, .k = (size_t)o->k, .nth = (size_t)mpm_solve_threads(s)};
     size_t d = R.d, k = R.k;
@@ -1427,9 +1436,8 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     const char *opath = mpm_solve_output(s);
     if (o->inertia && !opath)
         return mpm_err_set(err, -1, "--inertia needs -o (the centroids would share standard output)");
-    struct stat st;
     if (o->labels && opath && !strcmp(o->labels, opath) &&
-        !(stat(opath, &st) == 0 && !S_ISREG(st.st_mode))) /* /dev/null twice is fine */
+        !mpm__out_in_place(opath)) /* /dev/null twice is fine */
         return mpm_err_set(err, -1, "--labels and -o name the same file '%s'", opath);
 
     /* Global row numbers: every rank learns every chunk's row count. */
@@ -1478,8 +1486,7 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
             for (size_t r = 0; r < p->v[i].rows; r++) R.lab[i][r] = -1;
     }
     km_xlayout_full(&R.Lf);
-    R.nf = d > 2 + (size_t)log((double)k) ? d : 2 + (size_t)log((double)k);
-    if (R.nf < 1) R.nf = 1;
+    R.nf = d > pp_trials(k) ? d : pp_trials(k); /* P_VAR/P_SUM use d, P_POT the trials */
     c = malloc(k * d * sizeof *c);
     cn = malloc(k * d * sizeof *cn);
     mean = calloc(d, sizeof *mean);
@@ -1489,15 +1496,15 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     ok = ok && c && cn && mean && scale && var && R.ct;
     for (size_t t = 0; ok && t < R.nth; t++) {
         thr_t *T = &R.th[t];
-        T->xf = calloc(R.nf * (size_t)R.Lf.n, 8);
-        T->cnt = calloc(k + 1, 8);
+        T->acc[ACC_XF] = calloc(R.nf * (size_t)R.Lf.n, 8);
+        T->acc[ACC_CNT] = calloc(k + 1, 8);
         T->bsum = calloc(k * d > d ? k * d : d, sizeof(double));
         T->bcnt = calloc(k, 8);
         T->touched = malloc(k * sizeof *T->touched);
         T->tl = malloc(KM_BLOCK * sizeof *T->tl);
         T->td = malloc(KM_BLOCK * sizeof *T->td);
         T->dsum = calloc(d, sizeof(double));
-        ok = T->xf && T->cnt && T->bsum && T->bcnt && T->touched && T->tl && T->td && T->dsum;
+        ok = T->acc[ACC_XF] && T->acc[ACC_CNT] && T->bsum && T->bcnt && T->touched && T->tl && T->td && T->dsum;
     }
     if (!mpm_solve_agree(s, ok)) {
         mpm_err_set(err, -1, "out of memory for the iterations (%llu points)", (unsigned long long)N);
@@ -1506,7 +1513,8 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
 
     /* Standardisation, then the layout of the sums and the tolerance. */
     data_layout(&R);
-    for (size_t t = 0; ok && t < R.nth; t++) ok = (R.th[t].xs = calloc(k * d * (size_t)R.Ls.n, 8)) != NULL;
+    for (size_t t = 0; ok && t < R.nth; t++)
+        ok = (R.th[t].acc[ACC_XS] = calloc(k * d * (size_t)R.Ls.n, 8)) != NULL;
     if (!mpm_solve_agree(s, ok)) goto oom;
     if (o->standardize) {
         column_means(&R, mean);
@@ -1517,8 +1525,8 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
         run_pass(&R, P_SCALE);
         data_layout(&R);
         for (size_t t = 0; ok && t < R.nth; t++) {
-            free(R.th[t].xs);
-            ok = (R.th[t].xs = calloc(k * d * (size_t)R.Ls.n, 8)) != NULL;
+            free(R.th[t].acc[ACC_XS]);
+            ok = (R.th[t].acc[ACC_XS] = calloc(k * d * (size_t)R.Ls.n, 8)) != NULL;
         }
         if (!mpm_solve_agree(s, ok)) goto oom;
     }
@@ -1559,7 +1567,7 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
         if (o->init_kind == INIT_PP) init_pp(&R, c);
         else init_random(&R, c);
     }
-    double t_init = now_s() - t0;
+    double t_init = mpm__now() - t0;
 
     /* Lloyd. */
     size_t n = (size_t)R.Ls.n;
@@ -1571,13 +1579,13 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
             goto done;
         }
         km_transpose(c, k, d, R.ct);
-        zero_i64(&R, XS, k * d * n);
-        zero_i64(&R, CNT, k + 1);
+        zero_i64(&R, ACC_XS, k * d * n);
+        zero_i64(&R, ACC_CNT, k + 1);
         run_pass(&R, P_LLOYD);
-        reduce_i64(&R, XS, k * d * n, &R.Ls, k * d);
+        reduce_i64(&R, ACC_XS, k * d * n, &R.Ls, k * d);
         /* counts and the changed-label total are plain integers */
-        reduce_i64(&R, CNT, k + 1, NULL, 0);
-        int64_t *sums = R.th[0].xs, *cnt = R.th[0].cnt;
+        reduce_i64(&R, ACC_CNT, k + 1, NULL, 0);
+        int64_t *sums = R.th[0].acc[ACC_XS], *cnt = R.th[0].acc[ACC_CNT];
         int empty = 0;
         for (size_t l = 0; l < k; l++) empty |= cnt[l] == 0;
         if (empty) relocate(&R, sums, cnt, c);
@@ -1610,11 +1618,11 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     km_transpose(c, k, d, R.ct);
     R.c = c;
     R.relabel = !strict;
-    zero_i64(&R, XF, (size_t)R.Lf.n);
+    zero_i64(&R, ACC_XF, (size_t)R.Lf.n);
     run_pass(&R, P_FINAL);
-    reduce_i64(&R, XF, (size_t)R.Lf.n, &R.Lf, 1);
-    double inertia = km_xvalue(&R.Lf, R.th[0].xf);
-    double t_solve = now_s() - t0;
+    reduce_i64(&R, ACC_XF, (size_t)R.Lf.n, &R.Lf, 1);
+    double inertia = km_xvalue(&R.Lf, R.th[0].acc[ACC_XF]);
+    double t_solve = mpm__now() - t0;
 
     /* Outputs: labels (collective), centroids (rank 0), the summary. */
     if (o->labels) {
