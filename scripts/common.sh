@@ -36,10 +36,10 @@ install_deps() {
 # numpy, scipy and PIL (the image kernel's independent reference), sklearn
 # (the kmeans kernel's reference, and the datasets it ships).
 # tests/e2e/slurm-cluster.sh installs slurm-wlm and munge itself.
-TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil python3-sklearn)
+TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil python3-sklearn xxhash)
 
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
-    libcunit1-dev libxxhash-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev python3 util-linux procps)
+    libcunit1-dev libxxhash-dev libssl-dev libcurl4-openssl-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev python3 util-linux procps)
 
 # build DIR [CMAKE ARGS...]: configures and builds the project in DIR.
 build() {

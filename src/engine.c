@@ -2673,6 +2673,13 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         ok = 0;
     }
     hwloc_bitmap_free(allowed);
+    if (k->layout) { /* collective: every rank has the same kernel */
+        int mine = ok ? e.pl.nthreads : 0, total = 0;
+        mpi_check(MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, comm), "MPI_Allreduce");
+        /* opts came from the CLI as writable memory; layout is the one hook
+         * allowed to write them (kernel.h). */
+        if (ok) k->layout((void *)opts, e.size, e.rank, e.pl.nthreads, total > 0 ? total : 1);
+    }
     if (ok && k->partial_new) {
         e.partials = calloc((size_t)e.pl.nthreads, sizeof *e.partials);
         for (int t = 0; e.partials && t < e.pl.nthreads; t++)

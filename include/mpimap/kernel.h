@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever mpm_kernel_t or the helpers below change incompatibly. */
-#define MPM_KERNEL_ABI 3
+#define MPM_KERNEL_ABI 4
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
@@ -316,6 +316,16 @@ typedef struct mpm_kernel_s {
      * 0 because of a signal, returning -1 makes the run end as interrupted. */
     int (*solve)(const void *opts, void *partial, mpm_solve_t *s, mpm_buf_t *out,
                  mpm_err_t *err);
+
+    /* ---- optional (ABI 4) ---------------------------------------------------
+     * The shape of the run: called on every rank, on its main thread, once
+     * the pool is planned and before partial_new, source_open, sink_open and
+     * any map(), with the number of ranks, this rank, this rank's pool
+     * threads and the pool threads of all ranks together. The one call that
+     * may change opts after check(): a kernel splits a budget given for the
+     * whole run (fetch: transfers in flight) among the threads that share
+     * it. Whatever it derives must not change chunk boundaries. */
+    void (*layout)(void *opts, int ranks, int rank, int threads, int total_threads);
 } mpm_kernel_t;
 
 #ifdef __cplusplus
