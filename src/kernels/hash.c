@@ -62,6 +62,7 @@ static const struct {
 #define HASH_BLOCK ((size_t)1 << 20)     /* bytes per read() */
 #define HASH_AHEAD ((off_t)4 << 20)      /* readahead window asked for ahead of the reads */
 #define CHUNK_FILES 1024                 /* files per chunk at most */
+#define CHUNK_ENTRIES 4096               /* entries (files, notes, errors) per chunk at most */
 #define MAX_DIGEST 64
 
 typedef struct {
@@ -454,6 +455,13 @@ static int is_own_output(const struct stat *st)
 
 /* ---- rank 0: the source ---------------------------------------------------------------- */
 
+/* One entry built but not yet in a chunk. */
+typedef struct {
+    mpm_buf_t buf;
+    uint64_t size;
+    int file; /* a file to hash (counts for the chunk's limits) */
+} pend_t;
+
 typedef struct {
     char *name;
     size_t nlen;
@@ -464,26 +472,39 @@ typedef struct {
 } dent_t;
 
 typedef struct {
-    char *path; /* printed prefix of this directory ("" for the arguments) */
+    char *path; /* printed path of this directory ("" for the argument's frame) */
     size_t plen;
-    int fd; /* directory fd, AT_FDCWD for the arguments */
     dent_t *ents;
     size_t n, i;
     dev_t dev;
     ino_t ino;
 } frame_t;
 
+/* One argument's depth-first walk. Its entries come out sorted by printed
+ * path; the walks of all arguments are merged by that path (a heap), so
+ * that the whole manifest is sorted even when arguments overlap
+ * (`hash dir dir/sub/../x`). A walk is expanded only when it reaches the
+ * front of the merge: `key` is then a lower bound of what it will print. */
+typedef struct {
+    const char *arg;
+    int index;
+    frame_t *stack;
+    int depth, cap, started;
+    pend_t p;
+    mpm_buf_t key; /* the pending entry's printed path, or a lower bound */
+    mpm_buf_t tmp;
+} walker_t;
+
 typedef struct {
     const hash_opts_t *o;
     uint64_t chunk_size;
-    /* create mode: the walk */
-    frame_t *stack;
-    int depth, cap;
     uint64_t ordinal; /* entries emitted: the chunks' offsets */
-    mpm_buf_t pending; /* one entry built but not yet in a chunk */
-    uint64_t pending_size;
-    int pending_file;
+    /* create mode: the walks */
+    walker_t *w;
+    int nw;
+    int *heap, hn;
     /* check mode: the manifest */
+    pend_t p;
     FILE *f;
     int own_f;
     const char *mname;
@@ -491,7 +512,6 @@ typedef struct {
     int inferred; /* the algorithm inferred from the first plain line, or -1 */
     char *lbuf;
     size_t lcap;
-    mpm_buf_t tmp;
 } src_t;
 
 /* Byte i of a name as the printed paths continue it: a directory's name is
@@ -521,7 +541,6 @@ static void frame_free(frame_t *f)
     for (size_t i = 0; i < f->n; i++) free(f->ents[i].name);
     free(f->ents);
     free(f->path);
-    if (f->fd >= 0 && f->fd != AT_FDCWD) close(f->fd);
 }
 
 /* Stats one entry: links followed for arguments and with --follow. */
@@ -541,35 +560,37 @@ static void stat_entry(const hash_opts_t *o, int dirfd, dent_t *d, int top)
     d->isdir = !d->err && S_ISDIR(d->st.st_mode);
 }
 
-static int push_frame(src_t *s, char *path, size_t plen, int fd, dent_t *ents, size_t n,
+static int push_frame(walker_t *w, char *path, size_t plen, dent_t *ents, size_t n,
                       const struct stat *st)
 {
-    if (s->depth == s->cap) {
-        int nc = s->cap ? 2 * s->cap : 16;
-        frame_t *ns = realloc(s->stack, (size_t)nc * sizeof *ns);
+    if (w->depth == w->cap) {
+        int nc = w->cap ? 2 * w->cap : 16;
+        frame_t *ns = realloc(w->stack, (size_t)nc * sizeof *ns);
         if (!ns) return -1;
-        s->stack = ns;
-        s->cap = nc;
+        w->stack = ns;
+        w->cap = nc;
     }
     qsort(ents, n, sizeof *ents, dent_cmp);
-    s->stack[s->depth++] = (frame_t){.path = path, .plen = plen, .fd = fd, .ents = ents, .n = n,
+    w->stack[w->depth++] = (frame_t){.path = path, .plen = plen, .ents = ents, .n = n,
                                      .dev = st ? st->st_dev : 0, .ino = st ? st->st_ino : 0};
     return 0;
 }
 
-/* Builds the pending entry: a file to hash, or a record passed through. */
-static int pend_file(src_t *s, const char *p, size_t n, uint64_t size, int top)
+/* Makes a file to hash pending. */
+static int pend_file(pend_t *pd, const hash_opts_t *o, const char *p, size_t n, uint64_t size,
+                     int top)
 {
-    entry_t e = {.kind = E_FILE, .algo = (uint8_t)(s->o->algo < 0 ? A_SHA256 : s->o->algo),
+    entry_t e = {.kind = E_FILE, .algo = (uint8_t)(o->algo < 0 ? A_SHA256 : o->algo),
                  .top = (uint8_t)top, .plen = (uint32_t)n, .size = size};
-    s->pending.len = 0;
-    s->pending_size = size;
-    s->pending_file = 1;
-    return mpm_buf_append(&s->pending, &e, sizeof e) || mpm_buf_append(&s->pending, p, n) ? -1 : 0;
+    pd->buf.len = 0;
+    pd->size = size;
+    pd->file = 1;
+    return mpm_buf_append(&pd->buf, &e, sizeof e) || mpm_buf_append(&pd->buf, p, n) ? -1 : 0;
 }
 
-static int pend_rec(src_t *s, int kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int pend_rec(src_t *s, int kind, const char *fmt, ...)
+/* Makes a result record (note, error, bad line) pending: map passes it on. */
+static int pend_rec(pend_t *pd, int kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int pend_rec(pend_t *pd, int kind, const char *fmt, ...)
 {
     char msg[8192];
     va_list ap;
@@ -581,10 +602,10 @@ static int pend_rec(src_t *s, int kind, const char *fmt, ...)
     mpm_buf_t r = {0};
     if (put_rec(&r, kind, msg, (size_t)n)) return -1;
     entry_t e = {.kind = E_PASS, .plen = (uint32_t)r.len};
-    s->pending.len = 0;
-    s->pending_size = 0;
-    s->pending_file = 0;
-    int rc = mpm_buf_append(&s->pending, &e, sizeof e) || mpm_buf_append(&s->pending, r.data, r.len);
+    pd->buf.len = 0;
+    pd->size = 0;
+    pd->file = 0;
+    int rc = mpm_buf_append(&pd->buf, &e, sizeof e) || mpm_buf_append(&pd->buf, r.data, r.len);
     mpm_buf_free(&r);
     return rc ? -1 : 0;
 }
@@ -595,23 +616,18 @@ static const char *kind_of(mode_t m)
          : S_ISBLK(m) ? "block device" : "special file";
 }
 
-/* Lists directory `name` (relative to the top frame's fd) as a new frame. */
-static int open_dir_frame(src_t *s, const char *path, size_t plen, const dent_t *d, int top,
-                          char *why, size_t whyn)
+/* Lists the directory at `path` (its printed path, a valid path from the
+ * current directory) as a new frame: every entry fstatat'ed through the
+ * directory's descriptor, which is closed again (a walk of many arguments
+ * holds no descriptors). 0, 1 with why[] set, -1 out of memory. */
+static int open_dir_frame(walker_t *w, const hash_opts_t *o, const char *path, size_t plen,
+                          const dent_t *d, int top, char *why, size_t whyn)
 {
-    frame_t *f = &s->stack[s->depth - 1];
-    int fd = openat(f->fd, d->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
-                                        (top || s->o->follow ? 0 : O_NOFOLLOW));
-    if (fd < 0) {
-        snprintf(why, whyn, "cannot list directory: %s", strerror(errno));
-        return 1;
-    }
-    int dfd = dup(fd);
-    DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (top || o->follow ? 0 : O_NOFOLLOW));
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
     if (!dir) {
-        if (dfd >= 0) close(dfd);
         snprintf(why, whyn, "cannot list directory: %s", strerror(errno));
-        close(fd);
+        if (fd >= 0) close(fd);
         return 1;
     }
     dent_t *ents = NULL;
@@ -639,7 +655,7 @@ static int open_dir_frame(src_t *s, const char *path, size_t plen, const dent_t 
             break;
         }
         n++;
-        stat_entry(s->o, fd, x, 0);
+        stat_entry(o, dirfd(dir), x, 0);
         errno = 0;
     }
     int rerr = errno;
@@ -653,84 +669,162 @@ static int open_dir_frame(src_t *s, const char *path, size_t plen, const dent_t 
     if (rc == 0) {
         memcpy(p, path, plen);
         p[plen] = 0;
-        if (push_frame(s, p, plen, fd, ents, n, &d->st) == 0) return 0;
+        if (push_frame(w, p, plen, ents, n, &d->st) == 0) return 0;
         rc = -1;
     }
     free(p);
     for (size_t i = 0; i < n; i++) free(ents[i].name);
     free(ents);
-    close(fd);
     return rc;
 }
 
-/* Walks to the next entry to emit and makes it pending. 1, 0 at the end, -1. */
-static int walk_next(src_t *s)
+/* Advances walk w to its next entry and makes it pending, its printed path
+ * in w->key. 1, 0 at the end of the walk, -1 out of memory. */
+static int walk_next(walker_t *w, const hash_opts_t *o)
 {
     char why[1024];
-    while (s->depth > 0) {
-        frame_t *f = &s->stack[s->depth - 1];
+    if (!w->started) { /* the argument's frame: one entry, links followed */
+        w->started = 1;
+        dent_t *e = calloc(1, sizeof *e);
+        char *root = strdup("");
+        if (!e || !root || !(e->name = strdup(w->arg))) {
+            free(e);
+            free(root);
+            return -1;
+        }
+        e->nlen = strlen(w->arg);
+        stat_entry(o, AT_FDCWD, e, 1);
+        if (push_frame(w, root, 0, e, 1, NULL) < 0) {
+            free(e->name);
+            free(e);
+            free(root);
+            return -1;
+        }
+    }
+    while (w->depth > 0) {
+        frame_t *f = &w->stack[w->depth - 1];
         if (f->i == f->n) {
             frame_free(f);
-            s->depth--;
+            w->depth--;
             continue;
         }
         dent_t *d = &f->ents[f->i++];
-        int top = s->depth == 1;
+        int top = w->depth == 1;
         /* The printed path: the argument itself, or PREFIX/NAME. */
-        mpm_buf_t *pb = &s->tmp;
+        mpm_buf_t *pb = &w->key;
         pb->len = 0;
-        if (!top && (mpm_buf_append(pb, f->path, f->plen) || mpm_buf_append(pb, "/", 1)))
+        if (!top && (mpm_buf_append(pb, f->path, f->plen) ||
+                     (f->plen && f->path[f->plen - 1] != '/' && mpm_buf_append(pb, "/", 1))))
             return -1;
         if (mpm_buf_append(pb, d->name, d->nlen) || mpm_buf_append(pb, "", 1)) return -1;
-        size_t plen = pb->len - 1;
-        mpm_buf_t esc = {0};
-        const char *show = shown(&esc, pb->data, plen);
+        size_t plen = --pb->len; /* the NUL stays after the key */
+        const char *show = shown(&w->tmp, pb->data, plen);
         int rc;
         if (d->err == ENOENT && d->link) {
-            rc = pend_rec(s, RC_NOTE, "skipping %s: dangling symbolic link", show);
+            rc = pend_rec(&w->p, RC_NOTE, "skipping %s: dangling symbolic link", show);
         } else if (d->err) {
-            rc = pend_rec(s, RC_ERR, "%s: %s%s", show, strerror(d->err),
+            rc = pend_rec(&w->p, RC_ERR, "%s: %s%s", show, strerror(d->err),
                           d->err == ENOENT && !top ? " (it vanished during the walk)" : "");
-        } else if (d->link && !top && !s->o->follow) {
-            rc = pend_rec(s, RC_NOTE, "skipping %s: symbolic link (use --follow)", show);
+        } else if (d->link && !top && !o->follow) {
+            rc = pend_rec(&w->p, RC_NOTE, "skipping %s: symbolic link (use --follow)", show);
         } else if (S_ISREG(d->st.st_mode)) {
-            if (is_own_output(&d->st)) {
-                mpm_buf_free(&esc);
-                continue; /* this run's manifest, or its temporary file */
-            }
-            rc = pend_file(s, pb->data, plen, (uint64_t)d->st.st_size, top);
+            if (is_own_output(&d->st)) continue; /* this run's manifest, or its temporary file */
+            rc = pend_file(&w->p, o, pb->data, plen, (uint64_t)d->st.st_size, top);
         } else if (d->isdir) {
             int loop = 0;
-            for (int i = 1; i < s->depth; i++)
-                if (s->stack[i].dev == d->st.st_dev && s->stack[i].ino == d->st.st_ino) loop = 1;
+            for (int i = 1; i < w->depth; i++)
+                if (w->stack[i].dev == d->st.st_dev && w->stack[i].ino == d->st.st_ino) loop = 1;
             if (loop) {
-                rc = pend_rec(s, RC_NOTE, "skipping %s: directory loop (a link back to a directory "
-                              "above it)", show);
+                rc = pend_rec(&w->p, RC_NOTE, "skipping %s: directory loop (a link back to a "
+                              "directory above it)", show);
             } else {
                 /* Trailing slashes of an argument are not printed twice. */
                 size_t keep = plen;
                 while (top && keep > 1 && pb->data[keep - 1] == '/') keep--;
-                char *path = malloc(keep + 1);
-                if (!path) {
-                    mpm_buf_free(&esc);
-                    return -1;
-                }
-                memcpy(path, pb->data, keep);
-                rc = open_dir_frame(s, path, keep, d, top, why, sizeof why);
+                char *path = strndup(pb->data, keep);
+                if (!path) return -1;
+                rc = open_dir_frame(w, o, path, keep, d, top, why, sizeof why);
                 free(path);
-                if (rc == 1) rc = pend_rec(s, RC_ERR, "%s: %s", show, why);
-                else if (rc == 0) {
-                    mpm_buf_free(&esc);
-                    continue;
-                }
+                if (rc == 0) continue;
+                if (rc == 1) rc = pend_rec(&w->p, RC_ERR, "%s: %s", show, why);
             }
         } else {
-            rc = pend_rec(s, RC_NOTE, "skipping %s: %s", show, kind_of(d->st.st_mode));
+            rc = pend_rec(&w->p, RC_NOTE, "skipping %s: %s", show, kind_of(d->st.st_mode));
         }
-        mpm_buf_free(&esc);
         return rc < 0 ? -1 : 1;
     }
     return 0;
+}
+
+/* The merge: a min-heap of walks by key, then argument order. */
+static int walker_less(const walker_t *a, const walker_t *b)
+{
+    size_t n = a->key.len < b->key.len ? a->key.len : b->key.len;
+    int c = memcmp(a->key.data, b->key.data, n);
+    if (c) return c < 0;
+    if (a->key.len != b->key.len) return a->key.len < b->key.len;
+    return a->index < b->index;
+}
+
+static void heap_down(src_t *s, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->hn && walker_less(&s->w[s->heap[l]], &s->w[s->heap[m]])) m = l;
+        if (r < s->hn && walker_less(&s->w[s->heap[r]], &s->w[s->heap[m]])) m = r;
+        if (m == i) return;
+        int t = s->heap[i];
+        s->heap[i] = s->heap[m];
+        s->heap[m] = t;
+        i = m;
+    }
+}
+
+static void heap_push(src_t *s, int wi)
+{
+    int i = s->hn++;
+    s->heap[i] = wi;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!walker_less(&s->w[s->heap[i]], &s->w[s->heap[p]])) break;
+        int t = s->heap[i];
+        s->heap[i] = s->heap[p];
+        s->heap[p] = t;
+        i = p;
+    }
+}
+
+static void heap_pop(src_t *s)
+{
+    s->heap[0] = s->heap[--s->hn];
+    heap_down(s, 0);
+}
+
+/* The smallest pending entry of all walks, or NULL at the end (*fail set
+ * when out of memory). Walks are advanced only when they are at the front. */
+static pend_t *merge_front(src_t *s, int *fail)
+{
+    while (s->hn > 0) {
+        walker_t *w = &s->w[s->heap[0]];
+        if (w->p.buf.len) return &w->p;
+        int wi = s->heap[0];
+        heap_pop(s);
+        int r = walk_next(w, s->o);
+        if (r < 0) {
+            *fail = 1;
+            return NULL;
+        }
+        if (r > 0) heap_push(s, wi);
+    }
+    return NULL;
+}
+
+/* The front entry went into a chunk: its walk goes back into the heap with
+ * the key it had, a lower bound of what it prints next. */
+static void merge_taken(src_t *s)
+{
+    walker_t *w = &s->w[s->heap[0]];
+    w->p.buf.len = 0;
 }
 
 /* ---- check mode: reading the manifest ----------------------------------------------- */
@@ -854,7 +948,7 @@ static int manifest_next(src_t *s, mpm_err_t *err)
         int pr = parse_manifest_line(s, s->lbuf, n, &algo, dg, &dlen, &p, &pl, why, sizeof why);
         if (pr == 2) return mpm_err_set(err, -1, "%s:%" PRIu64 ": %s", s->mname, s->lineno, why);
         if (pr == 1)
-            return pend_rec(s, RC_BAD, "%s:%" PRIu64 ": improperly formatted checksum line",
+            return pend_rec(&s->p, RC_BAD, "%s:%" PRIu64 ": improperly formatted checksum line",
                             s->mname, s->lineno) < 0 ? -1 : 1;
         /* Sizes only balance the chunks; a file that is not there is the
          * worker's to report. */
@@ -865,15 +959,17 @@ static int manifest_next(src_t *s, mpm_err_t *err)
         p[pl] = save;
         entry_t e = {.kind = E_VERIFY, .algo = (uint8_t)algo, .dlen = (uint8_t)dlen, .top = 1,
                      .plen = (uint32_t)pl, .size = size};
-        s->pending.len = 0;
-        s->pending_size = size;
-        s->pending_file = 1;
-        if (mpm_buf_append(&s->pending, &e, sizeof e) || mpm_buf_append(&s->pending, dg, (size_t)dlen) ||
-            mpm_buf_append(&s->pending, p, pl))
+        s->p.buf.len = 0;
+        s->p.size = size;
+        s->p.file = 1;
+        if (mpm_buf_append(&s->p.buf, &e, sizeof e) || mpm_buf_append(&s->p.buf, dg, (size_t)dlen) ||
+            mpm_buf_append(&s->p.buf, p, pl))
             return -1;
         return 1;
     }
 }
+
+static void hash_source_close(void *sp);
 
 static void *hash_source_open(const void *op, const mpm_input_t *in, uint64_t chunk_size,
                               mpm_err_t *err)
@@ -900,34 +996,31 @@ static void *hash_source_open(const void *op, const mpm_input_t *in, uint64_t ch
         }
         return s;
     }
-    /* The arguments are the first frame: a directory whose entries are
-     * named by the user, links followed, sorted like any other. */
-    dent_t *ents = calloc((size_t)o->npaths + 1, sizeof *ents);
-    if (!ents) {
-        mpm_err_set(err, -1, "out of memory");
+    /* One walk per argument, each starting at its lower bound: the argument
+     * without trailing slashes. */
+    s->w = calloc((size_t)o->npaths, sizeof *s->w);
+    s->heap = calloc((size_t)o->npaths, sizeof *s->heap);
+    if (!s->w || !s->heap) {
+        free(s->w);
+        free(s->heap);
         free(s);
+        mpm_err_set(err, -1, "out of memory");
         return NULL;
     }
+    s->nw = o->npaths;
     for (int i = 0; i < o->npaths; i++) {
-        ents[i].name = strdup(o->paths[i]);
-        ents[i].nlen = strlen(o->paths[i]);
-        if (!ents[i].name) {
-            for (int j = 0; j < i; j++) free(ents[j].name);
-            free(ents);
-            free(s);
+        walker_t *w = &s->w[i];
+        w->arg = o->paths[i];
+        w->index = i;
+        size_t l = strlen(w->arg);
+        while (l > 1 && w->arg[l - 1] == '/') l--;
+        if (mpm_buf_append(&w->key, w->arg, l)) {
             mpm_err_set(err, -1, "out of memory");
+            s->nw = i + 1;
+            hash_source_close(s);
             return NULL;
         }
-        stat_entry(o, AT_FDCWD, &ents[i], 1);
-    }
-    char *root = strdup("");
-    if (!root || push_frame(s, root, 0, AT_FDCWD, ents, (size_t)o->npaths, NULL) < 0) {
-        mpm_err_set(err, -1, "out of memory");
-        for (int i = 0; i < o->npaths; i++) free(ents[i].name);
-        free(ents);
-        free(root);
-        free(s);
-        return NULL;
+        heap_push(s, i);
     }
     return s;
 }
@@ -935,32 +1028,43 @@ static void *hash_source_open(const void *op, const mpm_input_t *in, uint64_t ch
 static int hash_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err_t *err)
 {
     src_t *s = sp;
-    uint64_t files = 0, bytes = 0;
+    uint64_t files = 0, bytes = 0, entries = 0;
     int any = 0;
     *offset = s->o->check ? s->byte : s->ordinal;
     for (;;) {
-        if (!s->pending.len) {
-            int r = s->o->check ? manifest_next(s, err) : walk_next(s);
-            if (r < 0) {
-                if (!err->msg[0]) mpm_err_set(err, -1, "out of memory");
-                return -1;
+        pend_t *p;
+        if (s->o->check) {
+            if (!s->p.buf.len) {
+                int r = manifest_next(s, err);
+                if (r < 0) {
+                    if (!err->msg[0]) mpm_err_set(err, -1, "out of memory");
+                    return -1;
+                }
+                if (r == 0) break;
             }
-            if (r == 0) break;
+            p = &s->p;
+        } else {
+            int fail = 0;
+            if (!(p = merge_front(s, &fail))) {
+                if (fail) return mpm_err_set(err, -1, "out of memory");
+                break;
+            }
         }
         /* A file that would overflow the chunk starts the next one, so that
          * large files travel alone. */
-        if (s->pending_file && files > 0 &&
-            (files >= CHUNK_FILES || bytes + s->pending_size > s->chunk_size))
+        if (p->file && files > 0 && (files >= CHUNK_FILES || bytes + p->size > s->chunk_size))
             break;
-        if (mpm_buf_append(out, s->pending.data, s->pending.len)) return mpm_err_set(err, -1, "out of memory");
+        if (mpm_buf_append(out, p->buf.data, p->buf.len)) return mpm_err_set(err, -1, "out of memory");
         any = 1;
         s->ordinal++;
-        if (s->pending_file) {
+        entries++;
+        if (p->file) {
             files++;
-            bytes += s->pending_size;
+            bytes += p->size;
         }
-        s->pending.len = 0;
-        if (files >= CHUNK_FILES || bytes >= s->chunk_size) break;
+        if (s->o->check) s->p.buf.len = 0;
+        else merge_taken(s);
+        if (files >= CHUNK_FILES || bytes >= s->chunk_size || entries >= CHUNK_ENTRIES) break;
     }
     return any;
 }
@@ -968,12 +1072,19 @@ static int hash_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err_
 static void hash_source_close(void *sp)
 {
     src_t *s = sp;
-    while (s->depth > 0) frame_free(&s->stack[--s->depth]);
-    free(s->stack);
+    for (int i = 0; i < s->nw; i++) {
+        walker_t *w = &s->w[i];
+        while (w->depth > 0) frame_free(&w->stack[--w->depth]);
+        free(w->stack);
+        mpm_buf_free(&w->p.buf);
+        mpm_buf_free(&w->key);
+        mpm_buf_free(&w->tmp);
+    }
+    free(s->w);
+    free(s->heap);
     if (s->own_f) fclose(s->f);
     free(s->lbuf);
-    mpm_buf_free(&s->pending);
-    mpm_buf_free(&s->tmp);
+    mpm_buf_free(&s->p.buf);
     free(s);
 }
 
