@@ -16,6 +16,7 @@ optional):
                                     same body).
   /status/<code>?delay=MS           that status, body "status <code>\\n"
   /redirect/<n>                     302 to /redirect/<n-1>; /redirect/0: 200 "done\\n"
+  /goto?to=URL                      302 to URL
   /loop                             302 to /loop
   /slow?size=N&rate=BYTES_PER_S     200, Content-Length N, body trickled at that rate
   /hang                             reads the request, then waits up to 600 s
@@ -29,7 +30,10 @@ optional):
   /stats                            JSON {"inflight_max", "inflight", "requests",
                                     "by_path": {path: count}}; counts every
                                     request except /stats and /reset; path is
-                                    the request path without the query
+                                    the request path without the query; a
+                                    request is in flight from its parsing
+                                    until just before the last bytes of its
+                                    response are sent
   /reset                            zeroes the counters (and forgets /flaky keys)
 Anything else: 404 "not found\\n".
 """
@@ -108,6 +112,9 @@ STATS = Stats()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY the
+    # second waits for the client's delayed ACK (40 ms) on every request.
+    disable_nagle_algorithm = True
     server_version = "mpimap-test-httpd/1"
 
     def log_message(self, format, *args):  # quiet
@@ -135,9 +142,20 @@ class Handler(BaseHTTPRequestHandler):
         if not no_body:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
+        self.done()
         self.end_headers()
         if not no_body and self.command != "HEAD":
             self.wfile.write(data)
+
+    def done(self):
+        """This request no longer counts as in flight. Called before the last
+        bytes of the response are sent: once the client has the whole
+        response it may start another request at once, which must not find
+        this one still counted (else /stats would see one more at once than
+        the client ever had)."""
+        if not self.left:
+            self.left = True
+            STATS.leave()
 
     def client_gone(self, timeout):
         """Wait up to TIMEOUT s; True as soon as the peer closed the connection."""
@@ -154,6 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         path = parsed.path
         self.query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
+        self.left = True  # /stats and /reset are not counted
         if path == "/stats":
             self.send(200, (json.dumps(STATS.snapshot(), sort_keys=True) + "\n").encode(),
                       ctype="application/json")
@@ -163,12 +182,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, b"reset\n", ctype="text/plain")
             return
         STATS.enter(path)
+        self.left = False
         try:
             self.route(path)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True
         finally:
-            STATS.leave()
+            self.done()
 
     do_HEAD = do_GET
 
@@ -190,6 +210,9 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send(302, b"redirect\n", headers=[("Location", "/redirect/%d" % (n - 1))],
                           ctype="text/plain")
+        elif path == "/goto":
+            to = self.q("to", "/", conv=str)
+            self.send(302, b"goto\n", headers=[("Location", to)], ctype="text/plain")
         elif path == "/loop":
             self.send(302, b"loop\n", headers=[("Location", "/loop")], ctype="text/plain")
         elif path == "/slow":
@@ -200,8 +223,10 @@ class Handler(BaseHTTPRequestHandler):
             while time.monotonic() < deadline:
                 if self.client_gone(1.0):
                     break
+            self.done()
         elif path == "/drop":
             self.close_connection = True
+            self.done()
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -225,11 +250,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(size))
+        if size <= 0:
+            self.done()
         self.end_headers()
         self.wfile.flush()
         step = 0.05
         piece = max(1, int(rate * step))
         for off in range(0, size, piece):
+            if off + piece >= size:
+                self.done()
             self.wfile.write(data[off:off + piece])
             self.wfile.flush()
             if off + piece < size:
@@ -240,8 +269,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(size))
+        if size <= 0:
+            self.done()
         self.end_headers()
         for off in range(0, size, 1 << 16):
+            if off + (1 << 16) >= size:
+                self.done()
             self.wfile.write(data[off:off + (1 << 16)])
 
     def chunked(self, size):
@@ -253,6 +286,7 @@ class Handler(BaseHTTPRequestHandler):
         for off in range(0, size, 1 << 16):
             c = data[off:off + (1 << 16)]
             self.wfile.write(b"%x\r\n" % len(c) + c + b"\r\n")
+        self.done()
         self.wfile.write(b"0\r\n\r\n")
 
 
@@ -261,8 +295,11 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
 
-    def handle_error(self, request, client_address):  # quiet: clients hang up
-        pass
+    def handle_error(self, request, client_address):
+        # Quiet when a client hangs up; anything else is a bug of this server.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def main():
