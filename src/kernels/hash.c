@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +234,128 @@ static void sleep_ms(int ms)
     }
 }
 
+/* ---- large files: a reader thread ----------------------------------------------------
+ * A file of BIG_FILE bytes or more is read by a helper thread into a ring
+ * of RING blocks while the pool thread hashes the previous ones: with a warm
+ * cache the copy out of the page cache (~10 GB/s here) no longer adds to the
+ * hashing (xxh3 is as fast as the copy); with a cold one the disk never waits
+ * for the CPU. The helper runs on the rank's whole cpuset (the pool thread is
+ * pinned to one core) and blocks signals as its creator does. */
+#define BIG_FILE ((off_t)16 << 20)
+#define RING 8
+#define RING_BLOCK ((size_t)256 << 10)
+
+typedef struct {
+    int fd;
+    off_t size;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned char *buf[RING];
+    ssize_t len[RING]; /* bytes, 0 at EOF, -errno */
+    int head, tail, count, stop;
+} reader_t;
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    uint64_t total = 0;
+    off_t ahead = HASH_AHEAD;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (r->count == RING && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
+        int slot = r->head, stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop) break;
+        ssize_t n = 0;
+        if (r->size <= 0 || total != (uint64_t)r->size) {
+            if ((off_t)total + (off_t)RING_BLOCK >= ahead) {
+                posix_fadvise(r->fd, ahead, HASH_AHEAD, POSIX_FADV_WILLNEED);
+                ahead += HASH_AHEAD;
+            }
+            do n = read(r->fd, r->buf[slot], RING_BLOCK);
+            while (n < 0 && errno == EINTR);
+            if (n < 0) n = -errno;
+        }
+        pthread_mutex_lock(&r->mu);
+        r->len[slot] = n;
+        r->head = (r->head + 1) % RING;
+        r->count++;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (n <= 0) break;
+        total += (uint64_t)n;
+    }
+    return NULL;
+}
+
+static void reader_free(reader_t *r)
+{
+    for (int i = 0; i < RING; i++) free(r->buf[i]);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* NULL when the helper cannot start: the caller reads by itself. */
+static reader_t *reader_start(int fd, off_t size)
+{
+    reader_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->fd = fd;
+    r->size = size;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    for (int i = 0; i < RING; i++)
+        if (!(r->buf[i] = aligned_alloc(4096, RING_BLOCK))) {
+            reader_free(r);
+            return NULL;
+        }
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    cpu_set_t cs;
+    if (sched_getaffinity(getpid(), sizeof cs, &cs) == 0) /* the main thread's: the rank's cpuset */
+        pthread_attr_setaffinity_np(&at, sizeof cs, &cs);
+    int rc = pthread_create(&r->th, &at, reader_main, r);
+    pthread_attr_destroy(&at);
+    if (rc) {
+        reader_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The next block: bytes (0 at EOF, -errno) and *blk. */
+static ssize_t reader_get(reader_t *r, const unsigned char **blk)
+{
+    pthread_mutex_lock(&r->mu);
+    while (r->count == 0) pthread_cond_wait(&r->cv, &r->mu);
+    int slot = r->tail;
+    ssize_t n = r->len[slot];
+    pthread_mutex_unlock(&r->mu);
+    *blk = r->buf[slot];
+    return n;
+}
+
+static void reader_put(reader_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->tail = (r->tail + 1) % RING;
+    r->count--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void reader_stop(reader_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stop = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->th, NULL);
+    reader_free(r);
+}
+
 /* Hashes the file at `path` into dg. 0, or -1 with why[] set. `nofollow`:
  * the walk saw a regular file, not a link: refuse one swapped in since. */
 static int hash_file(const hash_opts_t *o, hasher_t *h, int algo, const char *path, int nofollow,
@@ -276,32 +400,44 @@ static int hash_file(const hash_opts_t *o, hasher_t *h, int algo, const char *pa
     if (a.st_size > (off_t)HASH_BLOCK) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t total = 0;
     off_t next_ahead = HASH_AHEAD;
+    /* The test hook's sleeps need the reads in this thread. */
+    reader_t *rd = a.st_size >= BIG_FILE && !o->delay_ms ? reader_start(fd, a.st_size) : NULL;
     for (;;) {
-        /* Stop at the size fstat gave, saving the read that sees EOF; the
-         * fstat below catches a file that grew meanwhile. Files that report
-         * no size (/proc) are read to EOF. */
-        if (a.st_size > 0 && total == (uint64_t)a.st_size) break;
-        if (o->delay_ms) sleep_ms(o->delay_ms);
-        if (a.st_size > (off_t)HASH_BLOCK && (off_t)total + (off_t)HASH_BLOCK >= next_ahead) {
-            /* Ask for the next window now: the kernel reads it while we hash. */
-            posix_fadvise(fd, next_ahead, HASH_AHEAD, POSIX_FADV_WILLNEED);
-            next_ahead += HASH_AHEAD;
+        const unsigned char *blk = h->buf;
+        ssize_t n;
+        if (rd) {
+            n = reader_get(rd, &blk);
+            if (n < 0) errno = (int)-n;
+        } else {
+            /* Stop at the size fstat gave, saving the read that sees EOF;
+             * the fstat below catches a file that grew meanwhile. Files that
+             * report no size (/proc) are read to EOF. */
+            if (a.st_size > 0 && total == (uint64_t)a.st_size) break;
+            if (o->delay_ms) sleep_ms(o->delay_ms);
+            if (a.st_size > (off_t)HASH_BLOCK && (off_t)total + (off_t)HASH_BLOCK >= next_ahead) {
+                /* Ask for the next window now: the kernel reads it while we hash. */
+                posix_fadvise(fd, next_ahead, HASH_AHEAD, POSIX_FADV_WILLNEED);
+                next_ahead += HASH_AHEAD;
+            }
+            n = read(fd, h->buf, HASH_BLOCK);
+            if (n < 0 && errno == EINTR) continue;
         }
-        ssize_t n = read(fd, h->buf, HASH_BLOCK);
         if (n < 0) {
-            if (errno == EINTR) continue;
             snprintf(why, whyn, "read error at byte %" PRIu64 ": %s", total, strerror(errno));
+            if (rd) reader_stop(rd);
             close(fd);
             return -1;
         }
         if (n == 0) break;
         total += (uint64_t)n;
-        if (md) ok = EVP_DigestUpdate(h->ctx, h->buf, (size_t)n) == 1;
-        else if (algo == A_XXH64) XXH64_update(h->x64, h->buf, (size_t)n);
-        else if (algo == A_XXH3) XXH3_64bits_update(h->x3, h->buf, (size_t)n);
-        else XXH3_128bits_update(h->x3, h->buf, (size_t)n);
+        if (md) ok = EVP_DigestUpdate(h->ctx, blk, (size_t)n) == 1;
+        else if (algo == A_XXH64) XXH64_update(h->x64, blk, (size_t)n);
+        else if (algo == A_XXH3) XXH3_64bits_update(h->x3, blk, (size_t)n);
+        else XXH3_128bits_update(h->x3, blk, (size_t)n);
+        if (rd) reader_put(rd);
         if (!ok) break;
     }
+    if (rd) reader_stop(rd);
     int st = fstat(fd, &z);
     close(fd);
     if (!ok) {
@@ -570,7 +706,7 @@ static int push_frame(walker_t *w, char *path, size_t plen, dent_t *ents, size_t
         w->stack = ns;
         w->cap = nc;
     }
-    qsort(ents, n, sizeof *ents, dent_cmp);
+    if (n > 1) qsort(ents, n, sizeof *ents, dent_cmp); /* an empty directory has no array */
     w->stack[w->depth++] = (frame_t){.path = path, .plen = plen, .ents = ents, .n = n,
                                      .dev = st ? st->st_dev : 0, .ino = st ? st->st_ino : 0};
     return 0;

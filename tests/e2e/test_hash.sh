@@ -425,6 +425,29 @@ printf x >>chg/big
 race_end
 check_failed "chg/big grown while it was read" "$O/chg" chg/big "changed while it was read" "$R/chg"
 
+section "large files (16 MiB and more: read by a helper thread while hashed)"
+mkdir -p large
+head -c $((40 * 1048576 + 12345)) /dev/urandom >large/l1
+head -c $((16 * 1048576)) /dev/urandom >large/l2
+for algo in sha256 xxh3 blake2b; do
+    href manifest "$algo" large >"$R/large.$algo"
+    run 2 --threads 2 -o "$O/large.$algo" hash --algo "$algo" large
+    assert_rc "large files, $algo, -np 2" 0
+    assert_same_file "large files, $algo: the reference manifest" "$R/large.$algo" "$O/large.$algo"
+done
+# A 160 MiB file appended to all the time: caught on the helper thread's path too.
+head -c $((160 * 1048576)) /dev/urandom >large/grow
+rm -f "$O/grow" "$O/grow.incomplete"
+(while :; do printf x >>large/grow; done) &
+APPENDER=$!
+sleep 0.2
+run_one -o "$O/grow" hash --algo sha512 large/grow large/l2
+kill "$APPENDER" 2>/dev/null || true
+wait "$APPENDER" 2>/dev/null || true
+href manifest sha512 large/l2 >"$R/grow"
+check_failed "a large file appended to while it was read" "$O/grow" large/grow "changed while it was read" "$R/grow"
+rm -rf large
+
 section "usage errors"
 run_one hash --algo sha1 tree/sort
 assert_rc "hash --algo sha1 (unknown algorithm)" 2
