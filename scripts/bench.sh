@@ -60,6 +60,12 @@
 # overlap   scripts/bench-overlap.sh [--quick], if present (in `all` only
 #           without --quick); it takes the benchmark lock itself
 # dispatch  scripts/bench-dispatch.sh [--quick], if present (likewise)
+# hash      scripts/bench-hash.sh [--quick] (likewise): 1 GB as 10,000 files
+#           and one 2 GB file, warm and cold, against sha256sum, xargs -P2,
+#           GNU parallel, openssl dgst, xxhsum, b3sum and cat
+# fetch     scripts/bench-fetch.sh [--quick] (likewise): 2,000 URLs with
+#           50 ms latency against xargs -P 64 curl, curl -Z, asyncio and a
+#           ThreadPoolExecutor
 #
 # Installs what it needs from Debian packages (build tools, gawk,
 # python3-mpi4py, gnuplot-nox, libvips-tools, imagemagick, python3-sklearn,
@@ -76,7 +82,7 @@
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
 
-SECTIONS=(tasks scaling wordcount fib overhead journal image kmeans overlap dispatch)
+SECTIONS=(tasks scaling wordcount fib overhead journal image kmeans overlap dispatch hash fetch)
 QUICK=0
 WHAT=()
 for a in "$@"; do
@@ -976,11 +982,11 @@ if want kmeans; then
     jend
 fi
 
-# ------------------------------------------------------------ overlap, dispatch
+# ------------------------------------------------------------ overlap, dispatch, hash, fetch
 # Separate scripts with their own lock on the same file: release ours first.
 flock -u 9
 exec 9>&-
-for s in overlap dispatch; do
+for s in overlap dispatch hash fetch; do
     want_external "$s" || continue
     script="$MPIMAP_ROOT/scripts/bench-$s.sh"
     if [ ! -f "$script" ]; then
