@@ -303,7 +303,6 @@ static int start(CURLM *m, xfer_t *x, char *why, size_t whyn)
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)o->max_redirs);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* what the server sends, decoded */
     if (o->timeout > 0) curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(o->timeout * 1000));
     if (o->connect_timeout > 0)
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->connect_timeout * 1000));

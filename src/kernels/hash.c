@@ -62,7 +62,6 @@ static const struct {
 };
 
 #define HASH_BLOCK ((size_t)1 << 20)     /* bytes per read() */
-#define HASH_AHEAD ((off_t)4 << 20)      /* readahead window asked for ahead of the reads */
 #define CHUNK_FILES 1024                 /* files per chunk at most */
 #define CHUNK_ENTRIES 4096               /* entries (files, notes, errors) per chunk at most */
 #define MAX_DIGEST 64
@@ -260,7 +259,6 @@ static void *reader_main(void *arg)
 {
     reader_t *r = arg;
     uint64_t total = 0;
-    off_t ahead = HASH_AHEAD;
     for (;;) {
         pthread_mutex_lock(&r->mu);
         while (r->count == RING && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
@@ -269,10 +267,6 @@ static void *reader_main(void *arg)
         if (stop) break;
         ssize_t n = 0;
         if (r->size <= 0 || total != (uint64_t)r->size) {
-            if ((off_t)total + (off_t)RING_BLOCK >= ahead) {
-                posix_fadvise(r->fd, ahead, HASH_AHEAD, POSIX_FADV_WILLNEED);
-                ahead += HASH_AHEAD;
-            }
             do n = read(r->fd, r->buf[slot], RING_BLOCK);
             while (n < 0 && errno == EINTR);
             if (n < 0) n = -errno;
@@ -397,9 +391,12 @@ static int hash_file(const hash_opts_t *o, hasher_t *h, int algo, const char *pa
         close(fd);
         return -1;
     }
+    /* SEQUENTIAL doubles the kernel's readahead window: its asynchronous
+     * readahead then keeps the disk busy while we hash. (Asking for the next
+     * windows with WILLNEED as well made a cold 2 GiB file 2-8x slower here:
+     * it competes with that readahead.) */
     if (a.st_size > (off_t)HASH_BLOCK) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t total = 0;
-    off_t next_ahead = HASH_AHEAD;
     /* The test hook's sleeps need the reads in this thread. */
     reader_t *rd = a.st_size >= BIG_FILE && !o->delay_ms ? reader_start(fd, a.st_size) : NULL;
     for (;;) {
@@ -414,11 +411,6 @@ static int hash_file(const hash_opts_t *o, hasher_t *h, int algo, const char *pa
              * report no size (/proc) are read to EOF. */
             if (a.st_size > 0 && total == (uint64_t)a.st_size) break;
             if (o->delay_ms) sleep_ms(o->delay_ms);
-            if (a.st_size > (off_t)HASH_BLOCK && (off_t)total + (off_t)HASH_BLOCK >= next_ahead) {
-                /* Ask for the next window now: the kernel reads it while we hash. */
-                posix_fadvise(fd, next_ahead, HASH_AHEAD, POSIX_FADV_WILLNEED);
-                next_ahead += HASH_AHEAD;
-            }
             n = read(fd, h->buf, HASH_BLOCK);
             if (n < 0 && errno == EINTR) continue;
         }
