@@ -379,3 +379,28 @@ char *mpm__quote(char *dst, size_t dstsize, const char *s, size_t n)
     if (dstsize) dst[j < dstsize ? j : dstsize - 1] = 0;
     return dst;
 }
+
+int mpm__inputs_paths(mpm_inputs_t *in, int argc, char **argv, mpm_err_t *err)
+{
+    int stdin_seen = 0;
+    for (int i = 0; i < argc; i++) {
+        int std = !strcmp(argv[i], "-");
+        if (std && stdin_seen++) return mpm_err_set(err, -1, "standard input ('-') given twice");
+        mpm_input_t x = {.kind = std ? MPM_IN_STDIN : MPM_IN_FILE, .name = argv[i]};
+        if (mpm_inputs_add(in, x)) return mpm_err_set(err, -1, "out of memory");
+    }
+    return 0;
+}
+
+FILE *mpm__input_fopen(const mpm_input_t *in, const char *what, int *own, mpm_err_t *err)
+{
+    *own = 0;
+    if (in->kind == MPM_IN_STDIN) return stdin;
+    FILE *f = fopen(in->name, "re");
+    if (!f) {
+        mpm_err_set(err, -1, "cannot open %s '%s': %s", what, in->name, strerror(errno));
+        return NULL;
+    }
+    *own = 1;
+    return f;
+}

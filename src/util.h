@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mpimap/kernel.h"
+
 /* Rank of this process in the run's communicator, for log prefixes (-1: none). */
 extern int mpm__log_rank;
 extern int mpm__log_verbose; /* 0 normal, 1 -v, 2 -vv */
@@ -53,5 +55,14 @@ double mpm__now(void);
 /* Copies at most n bytes of s into dst (size dstsize) making control bytes
  * visible, for quoting bad input in messages; returns dst. */
 char *mpm__quote(char *dst, size_t dstsize, const char *s, size_t n);
+
+/* Declares each argument as an input file, "-" as standard input (once
+ * only). 0, or -1 with err set. */
+int mpm__inputs_paths(mpm_inputs_t *in, int argc, char **argv, mpm_err_t *err);
+
+/* Opens an input that a kernel's source reads as a stream of lines: standard
+ * input, or the file. *own says whether to fclose it. NULL with err set
+ * ("cannot open WHAT 'NAME': reason"). */
+FILE *mpm__input_fopen(const mpm_input_t *in, const char *what, int *own, mpm_err_t *err);
 
 #endif

@@ -190,13 +190,6 @@ static void budget_give(budget_t *b, const char *host)
     pthread_mutex_unlock(&b->mu);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- chunks: source -> map entries [u64 row][u32 len][url]; map -> sink a
  * header (URLs, failures, body bytes) then the rows ----------------------------------- */
 
@@ -522,7 +515,7 @@ static int fetch_map(const void *op, const mpm_chunk_t *c, void *partial, mpm_fo
     }
     int rc = 0;
     at = 0;
-    double t0 = now_s();
+    double t0 = mpm__now();
     for (size_t i = 0; i < n; i++) {
         xfer_t *x = &xs[i];
         uint32_t l;
@@ -548,7 +541,7 @@ static int fetch_map(const void *op, const mpm_chunk_t *c, void *partial, mpm_fo
     int active = 0, starved = 0;
     for (size_t i = 0; i < n; i++) done += xs[i].state == X_DONE;
     while (rc == 0 && done < n) {
-        double now = now_s();
+        double now = mpm__now();
         starved = 0;
         for (size_t i = next; i < n; i++) {
             xfer_t *x = &xs[i];
@@ -584,15 +577,15 @@ static int fetch_map(const void *op, const mpm_chunk_t *c, void *partial, mpm_fo
             CURLcode res = msg->data.result;
             active--;
             budget_give(o->budget, x->host);
-            if (finish(m, x, res, now_s())) done++;
+            if (finish(m, x, res, mpm__now())) done++;
         }
         if (done == n) break;
         /* Sleep until a socket is ready, a retry is due, or 100 ms; 2 ms
          * while waiting for a slot another thread may free. */
-        double wake = now_s() + (starved ? 0.002 : 0.1);
+        double wake = mpm__now() + (starved ? 0.002 : 0.1);
         for (size_t i = next; i < n; i++)
             if (xs[i].state == X_DELAYED && xs[i].t_next < wake) wake = xs[i].t_next;
-        int ms = (int)((wake - now_s()) * 1000) + 1;
+        int ms = (int)((wake - mpm__now()) * 1000) + 1;
         if (ms < 0) ms = 0;
         if (active > 0 || ms > 0) curl_multi_poll(m, NULL, 0, ms, NULL);
     }
@@ -660,14 +653,9 @@ static void *fetch_source_open(const void *op, const mpm_input_t *in, uint64_t c
     }
     s->o = op;
     s->name = in->kind == MPM_IN_STDIN ? "standard input" : in->name;
-    if (in->kind == MPM_IN_STDIN) {
-        s->f = stdin;
-    } else if (!(s->f = fopen(in->name, "re"))) {
-        mpm_err_set(err, -1, "cannot open URL list '%s': %s", in->name, strerror(errno));
+    if (!(s->f = mpm__input_fopen(in, "URL list", &s->own, err))) {
         free(s);
         return NULL;
-    } else {
-        s->own = 1;
     }
     return s;
 }
@@ -725,7 +713,7 @@ static void *fetch_sink_open(const void *op, const mpm_inputs_t *inputs, const c
         return NULL;
     }
     s->o = o;
-    s->t0 = now_s();
+    s->t0 = mpm__now();
     rows_seen = 0;
     struct stat st, a;
     for (int i = 0; path && i < inputs->n; i++)
@@ -769,7 +757,7 @@ static int fetch_sink_close(void *sp, int commit, mpm_err_t *err)
     if (!commit) {
         mpm__out_abort(&s->out);
     } else {
-        double el = now_s() - s->t0;
+        double el = mpm__now() - s->t0;
         if (!mpm__log_quiet)
             fprintf(stderr, "mpimap: fetch: %" PRIu64 " URLs, %" PRIu64 " ok, %" PRIu64
                     " failed, %" PRIu64 " bytes, %.3f s (%.1f URLs/s)\n",
@@ -793,13 +781,7 @@ static int fetch_check(void *op, int argc, char **argv, mpm_inputs_t *in, mpm_er
     fetch_opts_t *o = op;
     if (argc < 1) return mpm_err_set(err, -1, "give the URL list(s): one URL per line ('-': "
                                                "standard input)");
-    int stdin_seen = 0;
-    for (int i = 0; i < argc; i++) {
-        int std = !strcmp(argv[i], "-");
-        if (std && stdin_seen++) return mpm_err_set(err, -1, "standard input ('-') given twice");
-        mpm_input_t x = {.kind = std ? MPM_IN_STDIN : MPM_IN_FILE, .name = argv[i]};
-        if (mpm_inputs_add(in, x)) return mpm_err_set(err, -1, "out of memory");
-    }
+    if (mpm__inputs_paths(in, argc, argv, err) < 0) return -1;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return mpm_err_set(err, -1, "libcurl cannot start");
     o->curl_ready = 1;

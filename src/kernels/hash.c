@@ -1113,14 +1113,9 @@ static void *hash_source_open(const void *op, const mpm_input_t *in, uint64_t ch
     s->inferred = -1;
     if (o->check) {
         s->mname = in->kind == MPM_IN_STDIN ? "standard input" : in->name;
-        if (in->kind == MPM_IN_STDIN) {
-            s->f = stdin;
-        } else if (!(s->f = fopen(in->name, "re"))) {
-            mpm_err_set(err, -1, "cannot open manifest '%s': %s", in->name, strerror(errno));
+        if (!(s->f = mpm__input_fopen(in, "manifest", &s->own_f, err))) {
             free(s);
             return NULL;
-        } else {
-            s->own_f = 1;
         }
         return s;
     }
@@ -1226,13 +1221,6 @@ typedef struct {
     uint64_t ok, bytes, errors, mismatched, unread, bad, notes;
 } hsink_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *hash_sink_open(const void *op, const mpm_inputs_t *inputs, const char *path,
                             mpm_err_t *err)
 {
@@ -1244,7 +1232,7 @@ static void *hash_sink_open(const void *op, const mpm_inputs_t *inputs, const ch
     }
     s->o = o;
     s->path = path;
-    s->t0 = now_s();
+    s->t0 = mpm__now();
     struct stat st;
     if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         mpm_err_set(err, -1, "-o '%s' is a directory: give the manifest's file name", path);
@@ -1349,7 +1337,7 @@ static int hash_sink_close(void *sp, int commit, mpm_err_t *err)
     const hash_opts_t *o = s->o;
     own_output.n = 0;
     int rc = 0;
-    double el = now_s() - s->t0;
+    double el = mpm__now() - s->t0;
     if (!commit) {
         mpm__out_abort(&s->out);
     } else if (!o->check) {
@@ -1440,14 +1428,7 @@ static int hash_check(void *op, int argc, char **argv, mpm_inputs_t *in, mpm_err
     const char *d = getenv("MPIMAP_TEST_HASH_DELAY_MS");
     o->delay_ms = d ? atoi(d) : 0;
     if (o->check) {
-        int stdin_seen = 0;
-        for (int i = 0; i < argc; i++) {
-            int std = !strcmp(argv[i], "-");
-            if (std && stdin_seen++) return mpm_err_set(err, -1, "standard input ('-') given twice");
-            mpm_input_t x = {.kind = std ? MPM_IN_STDIN : MPM_IN_FILE, .name = argv[i]};
-            if (mpm_inputs_add(in, x)) return mpm_err_set(err, -1, "out of memory");
-        }
-        return 0;
+        return mpm__inputs_paths(in, argc, argv, err);
     }
     for (int i = 0; i < argc; i++) {
         if (!argv[i][0]) return mpm_err_set(err, -1, "an empty path was given");
