@@ -167,11 +167,7 @@ BYTES1=$(stat -c %s "$F1")
 BYTESW=$(stat -c %s "$FW")
 
 # One benchmark at a time on this machine (scripts/bench*.sh take the same lock).
-exec 9> /tmp/mpimap-bench.lock
-if ! flock -n 9; then
-    log "waiting for another benchmark to release /tmp/mpimap-bench.lock"
-    flock 9
-fi
+bench_lock
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 T_BEGIN=$EPOCHREALTIME
 

@@ -138,11 +138,7 @@ mkdir -p "$RUNS" "$(dirname "$RESULTS")"
 say() { echo "$*" | tee -a "$MD"; }
 
 # One benchmark at a time on this machine (scripts/bench*.sh take the same lock).
-exec 9> /tmp/mpimap-bench.lock
-if ! flock -n 9; then
-    log "waiting for another benchmark to release /tmp/mpimap-bench.lock"
-    flock 9
-fi
+bench_lock
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 T_BEGIN=$EPOCHREALTIME
 

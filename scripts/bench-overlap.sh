@@ -96,11 +96,7 @@ HAVE_METRICS=0 HAVE_TRACE=0
 [[ $HELP == *--trace* ]] && HAVE_TRACE=1
 
 # One benchmark at a time on this machine (scripts/bench.sh takes the same lock).
-exec 9> /tmp/mpimap-bench.lock
-if ! flock -n 9; then
-    log "waiting for another benchmark to release /tmp/mpimap-bench.lock"
-    flock 9
-fi
+bench_lock
 
 mkdir -p "$DATA"
 F="$DATA/corpus-$SIZE.txt" # same name and contents as scripts/bench.sh's corpus

@@ -41,6 +41,17 @@ TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil pyt
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
     libcunit1-dev libxxhash-dev libssl-dev libcurl4-openssl-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev python3 util-linux procps)
 
+# bench_lock: one benchmark at a time on this machine. Takes the exclusive
+# lock /tmp/mpimap-bench.lock on fd 9 (bench.sh and scripts/bench-*.sh share it),
+# waiting for it if another benchmark holds it.
+bench_lock() {
+    exec 9>/tmp/mpimap-bench.lock
+    if ! flock -n 9; then
+        log "waiting for another benchmark to release /tmp/mpimap-bench.lock"
+        flock 9
+    fi
+}
+
 # build DIR [CMAKE ARGS...]: configures and builds the project in DIR.
 build() {
     local dir="$1"
