@@ -113,9 +113,32 @@ signal_run() {
         timeout -k 5 60 "$MPIMAP" "$@" >"$OUT" 2>"$ERR" </dev/null &
     fi
     pid=$!
-    sleep 1.5
+    # Signal only once every rank has installed its handlers. With a journal
+    # that is certain once the journal holds a record (a finished chunk:
+    # every rank is past the start-up broadcast); a fixed sleep is not enough
+    # under the sanitizers, where MPI start-up alone can take seconds.
+    local journal="" a prev="" i child
+    for a in "$@"; do
+        [ "$prev" = --journal ] && journal=$a
+        prev=$a
+    done
+    if [ -n "$journal" ]; then
+        for ((i = 0; i < 400; i++)); do
+            grep -qaF MJR1 "$journal" 2>/dev/null && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        sleep 0.3
+    else
+        sleep 1.5
+    fi
     # timeout runs the command as its child: signal that child.
-    kill -s "$sig" "$(pgrep -P "$pid" | head -1)"
+    child=$(pgrep -P "$pid" | head -1)
+    if [ -n "$child" ]; then
+        kill -s "$sig" "$child"
+    else
+        echo "# $label: the run ended before it could be signalled" >&2
+    fi
     wait "$pid" || RC=$?
     t1=$(date +%s%N)
     SECS=$(((t1 - t0) / 1000000000))
