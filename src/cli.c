@@ -10,10 +10,12 @@
  */
 #include "cli.h"
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -32,90 +34,98 @@ void mpm_config_init(mpm_config_t *cfg)
 static const mpm_option_t engine_options[] = {
     {"threads", 't', MPM_OPT_INT, offsetof(mpm_config_t, threads), "N|auto",
      "compute threads per rank (default auto: one per core the launcher gave the rank)", 1,
-     4096, "auto"},
+     4096, "auto", 0},
     {"chunk-size", 'c', MPM_OPT_SIZE, offsetof(mpm_config_t, chunk_size), "SIZE",
      "target chunk size in bytes (integers for ranges), K/M/G suffixes; chunks end on a record "
      "boundary (default: per kernel)",
-     1, -1, NULL},
+     1, -1, NULL, 0},
     {"window", 'w', MPM_OPT_INT, offsetof(mpm_config_t, window), "W",
-     "chunks in flight per rank (default: 2 per compute thread)", 1, 1 << 20, NULL},
+     "chunks in flight per rank (default: 2 per compute thread)", 1, 1 << 20, NULL, 0},
     {"io", 0, MPM_OPT_CHOICE, offsetof(mpm_config_t, io), "MODE",
      "auto|master|shared: who reads input files; master = rank 0 reads and ships the bytes, "
      "shared = every rank preads its own chunks; auto = shared when every rank sees the same "
      "files (default auto)",
-     0, -1, "auto|master|shared"},
+     0, -1, "auto|master|shared", 0},
     {"output", 'o', MPM_OPT_STRING, offsetof(mpm_config_t, output), "PATH",
      "write results to PATH (atomically: a temporary file renamed on success); default "
      "standard output",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"format", 'f', MPM_OPT_CHOICE, offsetof(mpm_config_t, format), "FMT",
      "text|tsv|json: output format (default text; tsv adds a header line and escapes; json is "
      "an array of objects)",
-     0, -1, "text|tsv|json"},
+     0, -1, "text|tsv|json", 0},
     {"bind", 0, MPM_OPT_CHOICE, offsetof(mpm_config_t, bind), "WHAT",
      "core|none: pin each compute thread to one core of the rank's cpuset (default core)", 0, -1,
-     "core|none"},
+     "core|none", 0},
     {"report-bindings", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, report_bindings), NULL,
-     "print each rank's host, cpuset and the core of every compute thread", 0, -1, NULL},
+     "print each rank's host, cpuset and the core of every compute thread", 0, -1, NULL, 0},
     {"dedicated-master", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, dedicated_master), NULL,
      "rank 0 only reads, dispatches and writes: it computes no chunk itself when there are "
      "other ranks (for many ranks, or to measure the workers alone)",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"no-sync", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, no_sync), NULL,
      "rename outputs into place without flushing them to disk first (fsync): faster for large "
      "outputs; a killed run still leaves nothing, but a system crash right after the run may "
      "leave an output empty or partial under its final name",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"metrics", 0, MPM_OPT_STRING, offsetof(mpm_config_t, metrics), "FILE.json",
      "write the run's counters to FILE.json: options, topology, and per rank and thread the "
      "chunks, bytes, compute, idle, MPI and output times and the share of transfer time hidden "
      "behind computation",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"trace", 0, MPM_OPT_STRING, offsetof(mpm_config_t, trace), "FILE.json",
      "write a timeline in Chrome trace-event format (Perfetto, chrome://tracing): one track per "
      "rank and thread with receive, compute, send, write and idle spans",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"trace-max", 0, MPM_OPT_INT, offsetof(mpm_config_t, trace_max), "N",
      "spans kept per thread in --trace (default 20000; later spans are counted, not kept)", 1,
-     100000000, NULL},
+     100000000, NULL, 0},
     {"allow-empty", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, allow_empty), NULL,
      "accept empty input files (an error by default: usually a failed upstream step)", 0, -1,
-     NULL},
+     NULL, 0},
     {"journal", 'j', MPM_OPT_STRING, offsetof(mpm_config_t, journal), "PATH",
      "record every finished chunk in PATH (durably), so that an interrupted or failed run can "
      "be completed with --resume",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"resume", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, resume), NULL,
      "continue the run recorded in --journal: finished chunks are not computed again, failed "
      "and missing ones are; the output is identical to an uninterrupted run (a journal that "
      "does not exist yet is created)",
-     0, -1, NULL},
+     0, -1, NULL, 0},
+    {"resume-failed", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, resume_failed), NULL,
+     "--resume, and also compute again the finished chunks whose results record a failure of "
+     "their own (exec: tasks that exited non-zero or timed out)",
+     0, -1, NULL, 0},
+    {"kernel", 0, MPM_OPT_STRING, offsetof(mpm_config_t, kernel), "PATH.so",
+     "load the kernel from a plugin (a shared library exporting 'mpimap_kernel', see "
+     "docs/KERNELS.md) instead of naming a built-in one; kernel options follow",
+     0, -1, NULL, 0},
     {"grace", 0, MPM_OPT_DOUBLE, offsetof(mpm_config_t, grace), "SECONDS",
      "after SIGTERM, SIGINT or SIGUSR1: time running chunks get to finish before mpimap exits "
      "with code 3 (default 20)",
-     0, 86400, NULL},
+     0, 86400, NULL, 0},
     {"retries", 0, MPM_OPT_INT, offsetof(mpm_config_t, retries), "N",
      "run a chunk that failed up to N more times before recording it as failed (default 0)", 0,
-     1000, NULL},
+     1000, NULL, 0},
     {"fail-fast", 0, MPM_OPT_FLAG, offsetof(mpm_config_t, fail_fast), NULL,
      "stop the whole run at the first chunk that fails (default: record it, go on, exit 1 at "
      "the end)",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"progress", 0, MPM_OPT_CHOICE, offsetof(mpm_config_t, progress), "WHEN",
      "auto|on|off: progress on standard error from rank 0: a bar redrawn in place on a "
      "terminal, else a timestamped line every --progress-interval seconds (default auto: "
      "silenced by -q)",
-     0, -1, "auto|on|off"},
+     0, -1, "auto|on|off", 0},
     {"progress-interval", 0, MPM_OPT_DOUBLE, offsetof(mpm_config_t, progress_interval),
      "SECONDS", "seconds between progress lines when standard error is not a terminal "
                 "(default 10)",
-     0, 86400, NULL},
+     0, 86400, NULL, 0},
     {"verbose", 'v', MPM_OPT_FLAG, offsetof(mpm_config_t, verbose), NULL,
      "print a summary line (time, throughput) at the end; twice for debugging details", 0, -1,
-     NULL},
+     NULL, 0},
     {"quiet", 'q', MPM_OPT_FLAG, offsetof(mpm_config_t, quiet), NULL, "print no warnings", 0, -1,
-     NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void usage_error(int rank, const char *kernel, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -366,6 +376,7 @@ static void print_help(FILE *f)
 {
     fprintf(f,
             "Usage: mpirun -np N mpimap [engine options] KERNEL [kernel options] INPUT...\n"
+            "       mpirun -np N mpimap [engine options] --kernel PLUGIN.so [kernel options] INPUT...\n"
             "       mpimap --help | --version | kernels | KERNEL --help\n\n"
             "Maps a computation over a dataset: rank 0 splits the input into record-aligned\n"
             "chunks and hands them to every rank (itself included) on demand; each rank\n"
@@ -416,12 +427,66 @@ static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
                                           : "bytes (chunks end on word boundaries)");
 }
 
+/* --kernel PATH: the plugin's kernel table, or NULL after printing why not.
+ * The library stays loaded until the process exits. */
+static const mpm_kernel_t *load_plugin(int rank, const char *path)
+{
+    char local[4096];
+    /* dlopen() searches the library path for a bare name: a file of that
+     * name in the current directory is what the user means. */
+    if (!strchr(path, '/') && access(path, F_OK) == 0 &&
+        (size_t)snprintf(local, sizeof local, "./%s", path) < sizeof local)
+        path = local;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        usage_error(rank, NULL, "--kernel: cannot load the plugin: %s", why ? why : path);
+        return NULL;
+    }
+    dlerror();
+    const mpm_kernel_t *k = dlsym(h, MPM_KERNEL_SYMBOL);
+    if (!k) {
+        usage_error(rank, NULL,
+                    "--kernel '%s': the library has no symbol '%s': a kernel plugin defines "
+                    "'MPM_KERNEL_EXPORT const mpm_kernel_t %s = {...};' (see docs/KERNELS.md)",
+                    path, MPM_KERNEL_SYMBOL, MPM_KERNEL_SYMBOL);
+        dlclose(h);
+        return NULL;
+    }
+    if (k->abi != MPM_KERNEL_ABI) {
+        usage_error(rank, NULL,
+                    "--kernel '%s': the plugin was built for kernel ABI %u, this mpimap (%s) has "
+                    "ABI %d: rebuild it against this mpimap's <mpimap/kernel.h>",
+                    path, k->abi, MPM_VERSION, MPM_KERNEL_ABI);
+        dlclose(h);
+        return NULL;
+    }
+    const char *missing = !k->name || !k->name[0] ? "name"
+                          : !k->check             ? "check"
+                          : !k->map               ? "map"
+                          : !k->summary           ? "summary"
+                                                  : NULL;
+    if (missing) {
+        usage_error(rank, NULL, "--kernel '%s': the kernel table has no '%s' (it is required)",
+                    path, missing);
+        dlclose(h);
+        return NULL;
+    }
+    if (mpm_kernel_find(k->name) && rank == 0 && !mpm__log_quiet)
+        fprintf(stderr, "mpimap: note: plugin kernel '%s' (%s) has the name of a built-in "
+                        "kernel; the plugin runs\n", k->name, path);
+    return k;
+}
+
+static int parse_kernel(int argc, char **argv, int i, int rank, mpm_cli_t *cli,
+                        const mpm_kernel_t *k);
+
 int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
 {
     memset(cli, 0, sizeof *cli);
     mpm_config_init(&cli->cfg);
     int i = 1;
-    while (i < argc && argv[i][0] == '-' && argv[i][1]) {
+    while (i < argc && argv[i][0] == '-' && argv[i][1] && !cli->cfg.kernel) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             if (rank == 0) print_help(stdout);
             return MPM_CLI_DONE;
@@ -437,6 +502,12 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
             return MPM_CLI_USAGE;
         }
     }
+    if (cli->cfg.resume_failed) cli->cfg.resume = 1;
+    const mpm_kernel_t *k;
+    if (cli->cfg.kernel) {
+        if (!(k = load_plugin(rank, cli->cfg.kernel))) return MPM_CLI_USAGE;
+        return parse_kernel(argc, argv, i, rank, cli, k);
+    }
     if (i >= argc) {
         usage_error(rank, NULL, "no kernel given (try 'mpimap kernels')");
         return MPM_CLI_USAGE;
@@ -444,15 +515,15 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
     const char *name = argv[i++];
     if (!strcmp(name, "kernels")) {
         if (rank == 0)
-            for (const mpm_kernel_t *const *k = mpm_kernels(); *k; k++)
-                printf("%-12s %s\n", (*k)->name, (*k)->summary);
+            for (const mpm_kernel_t *const *kk = mpm_kernels(); *kk; kk++)
+                printf("%-12s %s\n", (*kk)->name, (*kk)->summary);
         return MPM_CLI_DONE;
     }
     if (!strcmp(name, "help")) {
         if (rank == 0) print_help(stdout);
         return MPM_CLI_DONE;
     }
-    const mpm_kernel_t *k = mpm_kernel_find(name);
+    k = mpm_kernel_find(name);
     if (!k) {
         usage_error(rank, NULL, "unknown kernel '%s' (try 'mpimap kernels')", name);
         return MPM_CLI_USAGE;
@@ -462,6 +533,13 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
                     name, k->abi, MPM_KERNEL_ABI);
         return MPM_CLI_USAGE;
     }
+    return parse_kernel(argc, argv, i, rank, cli, k);
+}
+
+/* The kernel's options and arguments, from argv[i] on. */
+static int parse_kernel(int argc, char **argv, int i, int rank, mpm_cli_t *cli,
+                        const mpm_kernel_t *k)
+{
     cli->kernel = k;
     cli->opts = calloc(1, k->opts_size ? k->opts_size : 1);
     cli->args = calloc((size_t)argc + 1, sizeof *cli->args);

@@ -1007,6 +1007,23 @@ static void master_drop_next(master_t *m)
     m->have_next = 0;
 }
 
+
+/* --resume-failed: whether the kernel says that a journaled chunk's result
+ * records a failure of its own (mpm_kernel_t.failed). A result that cannot be
+ * read back counts as failed: the chunk is computed again. */
+static int journaled_failure(master_t *m, const mpm_jentry_t *je)
+{
+    engine_t *e = m->e;
+    if (!e->k->failed || !je->rows_len) return 0;
+    char *rows = malloc(je->rows_len);
+    mpm_err_t err = {.offset = -1, .msg = ""};
+    int r = 1;
+    if (rows && mpm__journal_read(e->journal, je, 0, rows, je->rows_len, &err) == 0)
+        r = e->k->failed(e->opts, rows, je->rows_len) != 0;
+    free(rows);
+    return r;
+}
+
 /* Gets the next chunk into next_*: a retry first, else the splitter's next.
  * Returns 1, or 0 when there is none now. */
 static int master_next(master_t *m)
@@ -1055,8 +1072,10 @@ static int master_next(master_t *m)
                 master_drop_next(m);
                 return 0;
             }
-            m->next_kind = NEXT_JOURNALED;
-            m->next_je = *je;
+            if (!(e->cfg->resume_failed && journaled_failure(m, je))) {
+                m->next_kind = NEXT_JOURNALED;
+                m->next_je = *je;
+            }
         }
     }
     return 1;
@@ -2147,6 +2166,7 @@ static int fingerprint(const mpm_config_t *cfg, const mpm_kernel_t *k, const voi
                              records == MPM_REC_LINES ? "lines" : records == MPM_REC_BYTES ? "bytes" : "words",
                              fmts[cfg->format >= 0 && cfg->format <= 2 ? cfg->format : 0]) < 0;
     for (const mpm_option_t *o = k->options; o && o->name && !bad; o++) {
+        if (o->flags & MPM_OPTF_NO_FINGERPRINT) continue;
         bad = mpm_buf_printf(global, "option %s=", o->name) < 0;
         if (bad) break;
         int r = mpm__option_value(global, o, opts, 0);
@@ -2161,6 +2181,7 @@ static int fingerprint(const mpm_config_t *cfg, const mpm_kernel_t *k, const voi
         }
         if (!bad) bad = mpm_buf_append(global, "\n", 1);
     }
+    if (!bad && k->fingerprint) bad = k->fingerprint(opts, global) < 0;
     if (!bad) bad = mpm_buf_printf(global, "inputs %d\n", in->n) < 0;
     *lines = calloc((size_t)(in->n ? in->n : 1), sizeof **lines);
     if (!*lines) return -1;
@@ -2534,7 +2555,7 @@ static int obs_report(engine_t *e, int rc, double t_start, double clock_off, dou
             mpm__options_json(&h, NULL, cfg);
             mpm_buf_printf(&h, ",\n    \"kernel\": ");
             mpm__options_json(&h, e->k->options ? e->k->options
-                                               : (const mpm_option_t[]){{NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}},
+                                               : (const mpm_option_t[]){{NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}},
                               e->opts);
             mpm_buf_printf(&h, ",\n    \"inputs\": ");
             json_inputs(e, &h);
@@ -2672,6 +2693,21 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
         snprintf(msg, sizeof msg, "no usable core in this rank's cpuset");
         ok = 0;
     }
+    if (ok && k->pool_threads) {
+        /* The kernel sizes the pool (exec: one thread per task slot). Its
+         * threads mostly wait, so more threads than cores is no mistake. */
+        int want = k->pool_threads(opts, (int)cfg->threads, e.pl.ncores);
+        if (want > 0 && want != e.pl.nthreads) {
+            mpm__topo_free(&e.pl);
+            if (mpm__topo_plan_shared(e.topo, allowed, want, cfg->bind == MPM_BIND_CORE,
+                                      share_index, share_count, &e.pl) < 0) {
+                snprintf(msg, sizeof msg, "no usable core in this rank's cpuset");
+                ok = 0;
+            }
+        }
+        e.pl.oversubscribed = 0;
+    }
+    if (ok) mpm__topo_set_run(e.topo, &e.pl);
     hwloc_bitmap_free(allowed);
     if (k->layout) { /* collective: every rank has the same kernel */
         int mine = ok ? e.pl.nthreads : 0, total = 0;
@@ -2799,6 +2835,7 @@ int mpm_run(const mpm_config_t *cfg, const mpm_kernel_t *k, const void *opts,
             if (e.fds[i] >= 0) close(e.fds[i]);
         free(e.fds);
     }
+    mpm__topo_set_run(NULL, NULL);
     if (e.pl.cpusets) mpm__topo_free(&e.pl);
     if (topo_ok) hwloc_topology_destroy(e.topo);
     if (e.journal) mpm__journal_close(e.journal, &(mpm_err_t){.offset = -1});

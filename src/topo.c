@@ -59,6 +59,9 @@ int mpm__topo_plan_shared(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, i
         pl->share_count = 1;
     }
     pl->ncores = n;
+    pl->share = hwloc_bitmap_alloc();
+    for (int i = 0; i < n; i++) hwloc_bitmap_or(pl->share, pl->share, cores[i]->cpuset);
+    hwloc_bitmap_and(pl->share, pl->share, allowed);
     pl->nthreads = nthreads > 0 ? nthreads : n;
     pl->oversubscribed = pl->nthreads > n;
     pl->bind = bind;
@@ -84,8 +87,22 @@ int mpm__topo_plan_shared(hwloc_topology_t topo, hwloc_const_cpuset_t allowed, i
     return 0;
 }
 
+static hwloc_topology_t run_topo;
+static hwloc_const_cpuset_t run_set;
+
+void mpm__topo_set_run(hwloc_topology_t topo, const mpm_placement_t *pl)
+{
+    run_topo = topo;
+    run_set = pl ? pl->share : NULL;
+}
+
+hwloc_topology_t mpm__topo_run_topology(void) { return run_topo; }
+hwloc_const_cpuset_t mpm__topo_run_cpuset(void) { return run_set; }
+
 void mpm__topo_free(mpm_placement_t *pl)
 {
+    hwloc_bitmap_free(pl->share);
+    pl->share = NULL;
     if (pl->cpusets)
         for (int t = 0; t < pl->nthreads; t++) hwloc_bitmap_free(pl->cpusets[t]);
     free(pl->cpusets);

@@ -22,6 +22,7 @@ typedef struct mpm_placement_s {
     int oversubscribed;     /* nthreads > ncores */
     int bind;               /* 1: threads are pinned to `cpusets` */
     hwloc_bitmap_t allowed; /* the cpuset the rank was given */
+    hwloc_bitmap_t share;   /* the PUs of this rank's cores (its share of `allowed`) */
     hwloc_bitmap_t *cpusets; /* per thread: the PUs it may run on */
     int *core_index;        /* per thread: logical index of its core (-1 unbound) */
     int share_index, share_count; /* this rank's share of a cpuset given to several ranks */
@@ -44,6 +45,16 @@ int mpm__topo_load(hwloc_topology_t *topo, hwloc_cpuset_t allowed, char *err, si
 
 /* Pins the calling thread to pl->cpusets[i]; 0 or -1 (errno set). */
 int mpm__topo_bind_thread(hwloc_topology_t topo, const mpm_placement_t *pl, int i);
+
+/* The running engine's topology and this rank's share of the cores (the
+ * union of the planned threads' cpusets; the whole allowed set when the
+ * threads are not pinned), for kernels that place work of their own (exec
+ * pins its tasks). Set by the engine once the pool is planned (before the
+ * kernel's layout hook), cleared (NULL) at the end of the run. Read-only
+ * for everyone else. */
+void mpm__topo_set_run(hwloc_topology_t topo, const mpm_placement_t *pl);
+hwloc_topology_t mpm__topo_run_topology(void);
+hwloc_const_cpuset_t mpm__topo_run_cpuset(void);
 
 /* Writes "host H rank R: cpuset given 0-1 (2 cores); thread 0 -> core L#0 (PUs 0)..."
  * to buf. */

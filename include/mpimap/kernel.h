@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever mpm_kernel_t or the helpers below change incompatibly. */
-#define MPM_KERNEL_ABI 4
+#define MPM_KERNEL_ABI 5
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
@@ -212,7 +212,13 @@ typedef struct mpm_option_s {
     const char *help;
     long long min, max;  /* INT/SIZE/DOUBLE bounds (ignored when min > max) */
     const char *choices; /* CHOICE: "auto|master|shared" */
+    unsigned flags;      /* MPM_OPTF_* (ABI 5; 0 when left out of an initialiser) */
 } mpm_option_t;
+
+/* The option's value does not change the results (a timeout, a log file, a
+ * degree of parallelism): it is left out of the journal's fingerprint, so a
+ * run may be resumed with another value. */
+#define MPM_OPTF_NO_FINGERPRINT 1u
 
 /* ---- the kernel table ----------------------------------------------------------- */
 
@@ -326,7 +332,43 @@ typedef struct mpm_kernel_s {
      * whole run (fetch: transfers in flight) among the threads that share
      * it. Whatever it derives must not change chunk boundaries. */
     void (*layout)(void *opts, int ranks, int rank, int threads, int total_threads);
+
+    /* ---- optional (ABI 5) ---------------------------------------------------
+     * Pool threads per rank. Called on every rank while the pool is planned:
+     * `requested` is --threads (0 for auto), `cores` the cores of the rank's
+     * cpuset. Returns the number of pool threads this kernel wants (0: the
+     * engine's choice). A kernel whose map() mostly waits (exec: one thread
+     * per task slot) may ask for more threads than cores; the engine then
+     * does not warn about oversubscription. */
+    int (*pool_threads)(const void *opts, int requested, int cores);
+
+    /* Appends lines ("key value\n") to the journal's fingerprint for what
+     * changes results and is not an option value (exec: the command). A
+     * journal whose lines differ is refused on --resume. 0, or -1 when out
+     * of memory. */
+    int (*fingerprint)(const void *opts, mpm_buf_t *out);
+
+    /* --resume-failed: given the bytes a journaled chunk's map() produced,
+     * returns 1 when that result records a failure of its own (exec: a task
+     * that exited non-zero; the chunk itself succeeded), so that the chunk
+     * is computed again; 0 to keep it. Chunks that failed in the engine's
+     * sense are always computed again on --resume. Runs on rank 0's main
+     * thread. */
+    int (*failed)(const void *opts, const void *data, size_t len);
 } mpm_kernel_t;
+
+/* ---- plugins (ABI 5) -----------------------------------------------------
+ * `mpimap --kernel ./libmykernel.so [kernel options] INPUT...` dlopen()s the
+ * library and reads the kernel table from the one symbol it exports:
+ *
+ *     MPM_KERNEL_EXPORT const mpm_kernel_t mpimap_kernel = {
+ *         .abi = MPM_KERNEL_ABI, .name = "mykernel", ...
+ *     };
+ *
+ * A library without the symbol, or built against another MPM_KERNEL_ABI, is
+ * refused with a message that says which. */
+#define MPM_KERNEL_SYMBOL "mpimap_kernel"
+#define MPM_KERNEL_EXPORT __attribute__((visibility("default")))
 
 #ifdef __cplusplus
 }

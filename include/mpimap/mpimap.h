@@ -78,6 +78,9 @@ typedef struct mpm_config_s {
     const char *metrics;  /* --metrics FILE.json: counters of every rank and thread (NULL: none) */
     const char *trace;    /* --trace FILE.json: Chrome trace-event timeline (NULL: none) */
     long long trace_max;  /* --trace-max N: spans kept per thread (default 20000) */
+    int resume_failed;    /* --resume-failed: --resume, and recompute the journaled chunks whose
+                             results the kernel reports as failed (mpm_kernel_t.failed) */
+    const char *kernel;   /* --kernel PATH.so: the kernel is loaded from a plugin (NULL: none) */
 } mpm_config_t;
 
 void mpm_config_init(mpm_config_t *cfg);

@@ -24,12 +24,12 @@ typedef struct fib_opts_s {
 
 static const mpm_option_t fib_options[] = {
     {"file", 'F', MPM_OPT_STRING, offsetof(fib_opts_t, file), "FILE",
-     "read the integers from FILE, one per line ('-' = standard input)", 0, -1, NULL},
+     "read the integers from FILE, one per line ('-' = standard input)", 0, -1, NULL, 0},
     {"fast", 0, MPM_OPT_FLAG, offsetof(fib_opts_t, fast), NULL,
      "compute iteratively instead of by naive recursion (naive is the benchmark workload: its "
      "cost grows like 1.618^n)",
-     0, -1, NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     0, -1, NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void fib_init(void *o) { memset(o, 0, sizeof(fib_opts_t)); }
 

@@ -82,20 +82,20 @@ static const mpm_option_t hash_options[] = {
     {"algo", 'a', MPM_OPT_CHOICE, offsetof(hash_opts_t, algo), "ALGO",
      "sha256|sha512|blake2b|md5|xxh64|xxh3|xxh128 (default sha256; --check: the manifest's tags, "
      "or the digest length)",
-     0, 0, "sha256|sha512|blake2b|md5|xxh64|xxh3|xxh128"},
+     0, 0, "sha256|sha512|blake2b|md5|xxh64|xxh3|xxh128", 0},
     {"follow", 'L', MPM_OPT_FLAG, offsetof(hash_opts_t, follow), NULL,
      "follow symbolic links met inside directories (default: skip them with a note; links "
      "given as arguments are always followed)",
-     0, 0, NULL},
+     0, 0, NULL, 0},
     {"tag", 0, MPM_OPT_FLAG, offsetof(hash_opts_t, tag), NULL,
-     "BSD-style lines 'SHA256 (PATH) = HEX' (always for xxh3, as xxhsum prints it)", 0, 0, NULL},
+     "BSD-style lines 'SHA256 (PATH) = HEX' (always for xxh3, as xxhsum prints it)", 0, 0, NULL, 0},
     {"check", 'c', MPM_OPT_FLAG, offsetof(hash_opts_t, check), NULL,
      "verify the files listed in the MANIFEST arguments: 'PATH: OK' or 'PATH: FAILED' per file; "
      "exit 1 on any mismatch or unreadable file",
-     0, 0, NULL},
+     0, 0, NULL, 0},
     {"strict", 0, MPM_OPT_FLAG, offsetof(hash_opts_t, strict), NULL,
-     "--check: improperly formatted manifest lines fail the run", 0, 0, NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+     "--check: improperly formatted manifest lines fail the run", 0, 0, NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0},
 };
 
 static void hash_opts_init(void *op)

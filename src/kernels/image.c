@@ -102,28 +102,28 @@ _Static_assert(sizeof(res_hdr_t) % 8 == 0, "result header alignment");
 
 static const mpm_option_t image_options[] = {
     {"filter", 'f', MPM_OPT_STRING, offsetof(image_opts_t, filter), "F[,F...]",
-     "filters to apply, in order: gray, blur, sobel, sharpen, box, copy (required)", 0, -1, NULL},
+     "filters to apply, in order: gray, blur, sobel, sharpen, box, copy (required)", 0, -1, NULL, 0},
     {"sigma", 's', MPM_OPT_DOUBLE, offsetof(image_opts_t, sigma), "SIGMA",
      "standard deviation of the Gaussian of blur and sharpen, in pixels (default 1)", 0, 1365,
-     NULL},
+     NULL, 0},
     {"amount", 0, MPM_OPT_DOUBLE, offsetof(image_opts_t, amount), "A",
-     "sharpen: out = v + A * (v - blur(v)) (default 1)", 0, 100, NULL},
+     "sharpen: out = v + A * (v - blur(v)) (default 1)", 0, 100, NULL, 0},
     {"radius", 'r', MPM_OPT_INT, offsetof(image_opts_t, radius), "R",
-     "box: mean over the (2R+1) x (2R+1) square (default 1)", 0, MAX_HALO, NULL},
+     "box: mean over the (2R+1) x (2R+1) square (default 1)", 0, MAX_HALO, NULL, 0},
     {"to", 0, MPM_OPT_CHOICE, offsetof(image_opts_t, to), "FORMAT",
      "output format: auto (from -o's extension; else the input's), pnm, png, jpeg", 0, -1,
-     "auto|pnm|png|jpeg"},
+     "auto|pnm|png|jpeg", 0},
     {"quality", 0, MPM_OPT_INT, offsetof(image_opts_t, quality), "Q",
-     "JPEG output quality (default 90)", 1, 100, NULL},
+     "JPEG output quality (default 90)", 1, 100, NULL, 0},
     {"png-level", 0, MPM_OPT_INT, offsetof(image_opts_t, png_level), "L",
-     "PNG output compression level, 0 (none, fastest) to 9 (default 6)", 0, 9, NULL},
+     "PNG output compression level, 0 (none, fastest) to 9 (default 6)", 0, 9, NULL, 0},
     {"strip-rows", 0, MPM_OPT_INT, offsetof(image_opts_t, strip_rows), "N",
      "one image: rows per strip (default: --chunk-size bytes of rows, at least 1)", 1, INT_MAX,
-     NULL},
+     NULL, 0},
     {"max-pixels", 0, MPM_OPT_SIZE, offsetof(image_opts_t, max_pixels), "N",
      "refuse images with more than N pixels (default 1G = 1073741824; 0: no limit)", 0, -1,
-     NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void image_init(void *op)
 {

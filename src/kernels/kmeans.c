@@ -74,49 +74,49 @@ typedef struct km_opts_s {
 
 static const mpm_option_t km_options[] = {
     {"k", 0, MPM_OPT_INT, offsetof(km_opts_t, k), "K", "number of clusters (required)", 1, INT_MAX,
-     NULL},
+     NULL, 0},
     {"max-iter", 0, MPM_OPT_INT, offsetof(km_opts_t, max_iter), "N",
-     "at most N Lloyd iterations (default 300)", 1, 1000000000, NULL},
+     "at most N Lloyd iterations (default 300)", 1, 1000000000, NULL, 0},
     {"tol", 0, MPM_OPT_DOUBLE, offsetof(km_opts_t, tol), "T",
      "stop when the sum of the squared centroid shifts is <= T times the mean variance of the "
      "features, as scikit-learn does (default 1e-4; 0: only when no label changes)",
-     0, LLONG_MAX, NULL},
+     0, LLONG_MAX, NULL, 0},
     {"seed", 0, MPM_OPT_INT, offsetof(km_opts_t, seed), "S",
-     "seed of the k-means++ and random initialisations (default 0)", 0, LLONG_MAX, NULL},
+     "seed of the k-means++ and random initialisations (default 0)", 0, LLONG_MAX, NULL, 0},
     {"init", 0, MPM_OPT_STRING, offsetof(km_opts_t, init), "kmeans++|random|FILE",
      "initial centroids: greedy k-means++ (default), K distinct random rows, or the K rows of "
      "a CSV FILE in the input's units (a centroids file written by this kernel works)",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"standardize", 0, MPM_OPT_FLAG, offsetof(km_opts_t, standardize), NULL,
      "scale every feature to mean 0 and standard deviation 1 before clustering (constant "
      "features are only centred); centroids are written in the input's units",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"header", 0, MPM_OPT_FLAG, offsetof(km_opts_t, header), NULL,
      "CSV: the first line is a header (default: detected: a header when a field of the first "
      "line is not a number)",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"no-header", 0, MPM_OPT_FLAG, offsetof(km_opts_t, no_header), NULL,
-     "CSV: the first line is data", 0, -1, NULL},
+     "CSV: the first line is data", 0, -1, NULL, 0},
     {"columns", 0, MPM_OPT_STRING, offsetof(km_opts_t, columns), "LIST",
      "features to use: comma-separated 1-based column numbers, ranges A-B, or header names, in "
      "the order given (default: every column)",
-     0, -1, NULL},
+     0, -1, NULL, 0},
     {"delimiter", 0, MPM_OPT_STRING, offsetof(km_opts_t, delimiter), "C",
-     "CSV field separator: one character, or 'tab' (default ',')", 0, -1, NULL},
+     "CSV field separator: one character, or 'tab' (default ',')", 0, -1, NULL, 0},
     {"dims", 0, MPM_OPT_INT, offsetof(km_opts_t, dims), "D",
      "the input is raw little-endian floats, D per point, no header (see --dtype)", 1, 1 << 24,
-     NULL},
+     NULL, 0},
     {"dtype", 0, MPM_OPT_CHOICE, offsetof(km_opts_t, dtype), "TYPE",
      "f64|f32: element type of raw input (default f64); computation is in double", 0, -1,
-     "f64|f32"},
+     "f64|f32", 0},
     {"labels", 0, MPM_OPT_STRING, offsetof(km_opts_t, labels), "FILE",
      "write each data row's cluster (0-based), one per line in input order, to FILE", 0, -1,
-     NULL},
+     NULL, 0},
     {"inertia", 0, MPM_OPT_FLAG, offsetof(km_opts_t, inertia), NULL,
      "print the final inertia (sum of squared distances to the centroids) on standard output "
      "(needs -o)",
-     0, -1, NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     0, -1, NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void km_init(void *op)
 {

@@ -25,8 +25,8 @@ typedef struct primes_opts_s {
 
 static const mpm_option_t primes_options[] = {
     {"list", 'l', MPM_OPT_FLAG, offsetof(primes_opts_t, list), NULL,
-     "write the primes, one per line in increasing order, instead of their count", 0, -1, NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     "write the primes, one per line in increasing order, instead of their count", 0, -1, NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void primes_init(void *o) { memset(o, 0, sizeof(primes_opts_t)); }
 static void primes_free(void *o) { free(((primes_opts_t *)o)->base); }

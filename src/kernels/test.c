@@ -37,17 +37,17 @@ typedef struct test_opts_s {
 
 static const mpm_option_t test_options[] = {
     {"mode", 'm', MPM_OPT_CHOICE, offsetof(test_opts_t, mode), "MODE",
-     "echo|count|noop|sleep|spin (default echo)", 0, -1, "echo|count|noop|sleep|spin"},
+     "echo|count|noop|sleep|spin (default echo)", 0, -1, "echo|count|noop|sleep|spin", 0},
     {"ns-per-byte", 0, MPM_OPT_DOUBLE, offsetof(test_opts_t, ns_per_byte), "NS",
      "spin mode: busy-loop NS nanoseconds per byte of each chunk (default 8: one byte's time "
      "on a 1 Gbit/s link)",
-     0, 1000000, NULL},
+     0, 1000000, NULL, 0},
     {"fail-on", 0, MPM_OPT_STRING, offsetof(test_opts_t, fail_on), "TEXT",
-     "fail the chunk holding a line equal to TEXT", 0, -1, NULL},
+     "fail the chunk holding a line equal to TEXT", 0, -1, NULL, 0},
     {"flaky", 0, MPM_OPT_STRING, offsetof(test_opts_t, flaky), "FILE",
      "fail the chunk holding the line FLAKY while FILE does not exist, and create FILE", 0, -1,
-     NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void test_init(void *o)
 {

@@ -34,13 +34,13 @@ typedef struct wc_opts_s {
 
 static const mpm_option_t wc_options[] = {
     {"top", 'k', MPM_OPT_INT, offsetof(wc_opts_t, top), "K",
-     "print only the K most frequent words (default: all)", 1, (long long)1 << 62, NULL},
+     "print only the K most frequent words (default: all)", 1, (long long)1 << 62, NULL, 0},
     {"case-sensitive", 's', MPM_OPT_FLAG, offsetof(wc_opts_t, case_sensitive), NULL,
-     "do not lowercase ASCII letters", 0, -1, NULL},
+     "do not lowercase ASCII letters", 0, -1, NULL, 0},
     {"binary", 0, MPM_OPT_FLAG, offsetof(wc_opts_t, binary), NULL,
      "count words even in input containing NUL bytes (refused by default as not text)", 0, -1,
-     NULL},
-    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL}};
+     NULL, 0},
+    {NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0}};
 
 static void wc_init(void *o) { memset(o, 0, sizeof(wc_opts_t)); }
 
