@@ -134,6 +134,10 @@ static void usage_error(int rank, const char *kernel, const char *fmt, ...)
  * command line (see mpm_main). */
 static char usage_msg[1024];
 
+/* --kernel PATH of this command line: help and messages name the plugin the
+ * way it is run. */
+static const char *plugin_path;
+
 static void usage_error(int rank, const char *kernel, const char *fmt, ...)
 {
     va_list ap;
@@ -143,7 +147,9 @@ static void usage_error(int rank, const char *kernel, const char *fmt, ...)
     if (rank != 0) return;
     const char *msg = usage_msg;
     fprintf(stderr, "mpimap: error: %s\n", msg);
-    if (kernel)
+    if (kernel && plugin_path)
+        fprintf(stderr, "Try 'mpimap --kernel %s --help' for more information.\n", plugin_path);
+    else if (kernel)
         fprintf(stderr, "Try 'mpimap %s --help' for more information.\n", kernel);
     else
         fprintf(stderr, "Try 'mpimap --help' for more information.\n");
@@ -406,8 +412,12 @@ static void print_help(FILE *f)
 
 static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
 {
-    fprintf(f, "Usage: mpimap [engine options] %s [options] %s\n\n", k->name,
-            k->synopsis ? k->synopsis : "");
+    if (plugin_path)
+        fprintf(f, "Usage: mpimap [engine options] --kernel %s [options] %s\n\n", plugin_path,
+                k->synopsis ? k->synopsis : "");
+    else
+        fprintf(f, "Usage: mpimap [engine options] %s [options] %s\n\n", k->name,
+                k->synopsis ? k->synopsis : "");
     print_wrapped(f, k->summary, 0, 79);
     if (k->description) {
         fputc('\n', f);
@@ -420,10 +430,11 @@ static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
     }
     fprintf(f, "\nDefault chunk size: %llu %s. Engine options: see 'mpimap --help'.\n",
             (unsigned long long)k->default_chunk_size,
-            k->source_open                ? "bytes (the kernel cuts its inputs itself)"
+            k->source_open                ? "(the kernel cuts its inputs itself)"
             : k->record_size && k->records == MPM_REC_LINES
                 ? "bytes (chunks end on line boundaries, or on whole records of raw input)"
-            : k->records == MPM_REC_LINES ? "bytes (chunks end on line boundaries)"
+            : k->records == MPM_REC_LINES ? "bytes (chunks end on line boundaries; integers "
+                                            "for a range input)"
                                           : "bytes (chunks end on word boundaries)");
 }
 
@@ -431,6 +442,7 @@ static void print_kernel_help(FILE *f, const mpm_kernel_t *k)
  * The library stays loaded until the process exits. */
 static const mpm_kernel_t *load_plugin(int rank, const char *path)
 {
+    const char *arg = path; /* argv: outlives the run */
     char local[4096];
     /* dlopen() searches the library path for a bare name: a file of that
      * name in the current directory is what the user means. */
@@ -461,17 +473,32 @@ static const mpm_kernel_t *load_plugin(int rank, const char *path)
         dlclose(h);
         return NULL;
     }
-    const char *missing = !k->name || !k->name[0] ? "name"
-                          : !k->check             ? "check"
-                          : !k->map               ? "map"
-                          : !k->summary           ? "summary"
-                                                  : NULL;
+    /* What the engine calls without checking: each hook, or each group of
+     * hooks that go together, must be complete. */
+    const char *missing =
+        !k->name || !k->name[0]                               ? "name"
+        : !k->summary                                         ? "summary"
+        : !k->check                                           ? "check"
+        : !k->map                                             ? "map"
+        : !k->columns && !k->sink_open && !k->solve           ? "columns (or a sink)"
+        : k->partial_new && !k->partial_free                  ? "partial_free (with partial_new)"
+        : k->partial_new && !k->merge                         ? "merge (with partial_new)"
+        : k->partial_new && !k->solve && !k->finish           ? "finish (with partial_new)"
+        : k->partial_new && !k->solve && (!k->serialize || !k->deserialize)
+            ? "serialize/deserialize (with partial_new)"
+        : k->solve && !k->partial_new                         ? "partial_new (with solve)"
+        : k->source_open && (!k->source_next || !k->source_close)
+            ? "source_next/source_close (with source_open)"
+        : k->sink_open && (!k->sink_write || !k->sink_close)
+            ? "sink_write/sink_close (with sink_open)"
+                                                              : NULL;
     if (missing) {
         usage_error(rank, NULL, "--kernel '%s': the kernel table has no '%s' (it is required)",
                     path, missing);
         dlclose(h);
         return NULL;
     }
+    plugin_path = arg;
     if (mpm_kernel_find(k->name) && rank == 0 && !mpm__log_quiet)
         fprintf(stderr, "mpimap: note: plugin kernel '%s' (%s) has the name of a built-in "
                         "kernel; the plugin runs\n", k->name, path);
