@@ -66,6 +66,9 @@
 # fetch     scripts/bench-fetch.sh [--quick] (likewise): 2,000 URLs with
 #           50 ms latency against xargs -P 64 curl, curl -Z, asyncio and a
 #           ThreadPoolExecutor
+# exec      scripts/bench-exec.sh [--quick] (likewise): 10,000 `true` tasks
+#           and 1,000 tasks of 10 ms CPU, 2 at a time, against GNU parallel
+#           -j2, xargs -P2 and a ProcessPoolExecutor(2), per-task overhead
 #
 # Installs what it needs from Debian packages (build tools, gawk,
 # python3-mpi4py, gnuplot-nox, libvips-tools, imagemagick, python3-sklearn,
@@ -82,7 +85,7 @@
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
 
-SECTIONS=(tasks scaling wordcount fib overhead journal image kmeans overlap dispatch hash fetch)
+SECTIONS=(tasks scaling wordcount fib overhead journal image kmeans overlap dispatch hash fetch exec)
 QUICK=0
 WHAT=()
 for a in "$@"; do
@@ -982,11 +985,11 @@ if want kmeans; then
     jend
 fi
 
-# ------------------------------------------------------------ overlap, dispatch, hash, fetch
+# ------------------------------------------------------------ overlap, dispatch, hash, fetch, exec
 # Separate scripts with their own lock on the same file: release ours first.
 flock -u 9
 exec 9>&-
-for s in overlap dispatch hash fetch; do
+for s in overlap dispatch hash fetch exec; do
     want_external "$s" || continue
     script="$MPIMAP_ROOT/scripts/bench-$s.sh"
     if [ ! -f "$script" ]; then

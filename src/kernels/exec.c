@@ -573,8 +573,9 @@ static int exec_map(const void *op, const mpm_chunk_t *c, void *partial, mpm_for
     for (;;) {
         attempts++;
         if (run_once(o, argv, env, slot, fds, &oc) < 0) {
-            mpm_err_set(err, -1, "task %" PRIu64 " (%s): stopped by a signal to mpimap; it runs "
-                        "again on --resume", task, cmdline.data ? cmdline.data : "");
+            mpm_err_set(err, -1, "task %" PRIu64 " (%.*s): stopped by a signal to mpimap; it "
+                        "runs again on --resume", task, (int)(cmdline.len < 300 ? cmdline.len : 300),
+                        cmdline.data ? cmdline.data : "");
             goto done;
         }
         if (oc.status == ST_OK || attempts > (uint32_t)o->retries) break;
@@ -774,6 +775,10 @@ static void *exec_sink_open(const void *op, const mpm_inputs_t *inputs, const ch
             return NULL;
         }
         s->have_log = 1;
+        /* The signal handler removes one temporary file, the last opened:
+         * that must be the output's. The joblog's stays, so that an
+         * interrupted run can leave FILE.incomplete (sink_close). */
+        mpm__sig_guard_tmp(s->have_out ? s->out.tmp : NULL);
     }
     return s;
 }
@@ -1023,7 +1028,7 @@ static void exec_layout(void *op, int ranks, int rank, int threads, int total)
     o->slot_sets = NULL;
     hwloc_topology_t topo = mpm__topo_run_topology();
     hwloc_const_cpuset_t share = mpm__topo_run_cpuset();
-    if (o->cores <= 0 || !topo || !share) return;
+    if (!topo || !share) return;
     hwloc_obj_type_t type = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE
                                                                               : HWLOC_OBJ_PU;
     int total_cores = hwloc_get_nbobjs_by_type(topo, type), n = 0;
@@ -1042,13 +1047,18 @@ static void exec_layout(void *op, int ranks, int rank, int threads, int total)
         if (c && c->cpuset && hwloc_bitmap_intersects(c->cpuset, share)) cores[n++] = c;
     }
     for (int s = 0; s < threads && n > 0; s++) {
-        hwloc_bitmap_zero(set);
-        for (long long j = 0; j < o->cores; j++)
-            hwloc_bitmap_or(set, set, cores[(s * o->cores + j) % n]->cpuset);
-        hwloc_bitmap_and(set, set, share);
+        /* --cores-per-task 0: the rank's whole share (not the pool thread's
+         * own core, which a spawned task would inherit otherwise). */
+        hwloc_bitmap_copy(set, share);
+        if (o->cores > 0) {
+            hwloc_bitmap_zero(set);
+            for (long long j = 0; j < o->cores; j++)
+                hwloc_bitmap_or(set, set, cores[(s * o->cores + j) % n]->cpuset);
+            hwloc_bitmap_and(set, set, share);
+        }
         hwloc_cpuset_to_glibc_sched_affinity(topo, set, &o->slot_sets[s], sizeof(cpu_set_t));
     }
-    if (rank == 0 && (long long)threads * o->cores > n)
+    if (rank == 0 && o->cores > 0 && (long long)threads * o->cores > n)
         MPM_LOG(MPM_LOG_WARN,
                 "exec: %d slots x %lld cores per task exceed the %d core%s of rank 0: tasks "
                 "will share cores (fewer --slots-per-rank, or more cores per rank)",
