@@ -44,20 +44,7 @@
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "$0")/common.sh"
 
-QUICK=0
-for a in "$@"; do
-    case "$a" in
-    --quick) QUICK=1 ;;
-    -h | --help)
-        sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
-        exit 0
-        ;;
-    *)
-        echo "bench-overlap.sh: unknown argument '$a' (see --help)" >&2
-        exit 2
-        ;;
-    esac
-done
+bench_args "$@"
 
 die() {
     echo "bench-overlap.sh: $*" >&2

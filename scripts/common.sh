@@ -60,3 +60,23 @@ build() {
     cmake -S "$MPIMAP_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPIMAP_WERROR=ON "$@" >&2
     cmake --build "$dir" -j "$NPROC" >&2
 }
+
+# bench_args "$@": the options of a benchmark script without options of its
+# own: sets QUICK=1 for --quick; --help prints the script's header comment.
+bench_args() {
+    QUICK=0
+    local a
+    for a in "$@"; do
+        case "$a" in
+        --quick) QUICK=1 ;;
+        -h | --help)
+            sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
+            exit 0
+            ;;
+        *)
+            echo "$(basename "$0"): unknown argument '$a' (see --help)" >&2
+            exit 2
+            ;;
+        esac
+    done
+}
