@@ -159,8 +159,7 @@ static char *wc_text(size_t len, int vocab)
                                         "ZZ",
                                         "zz",
                                         "\xff\xfe",
-                                        "a\x80"
-                                        "b",
+                                        "a\x80\x62", /* a, 0x80, b */
                                         "\xe6\x97\xa5\xe6\x9c\xac",
                                         "Word",
                                         "word"};
