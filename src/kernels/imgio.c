@@ -491,6 +491,13 @@ static int png_open(img_reader_t *r, uint64_t max_pixels, char *err, size_t errl
     png_set_user_limits(r->png, PNG_DIM_MAX, PNG_DIM_MAX);
     png_set_chunk_cache_max(r->png, 1000);
     png_set_chunk_malloc_max(r->png, PNG_CHUNK_MAX);
+    /* libpng 1.6.39 sizes its buffer for text and suggested-palette chunks
+     * from the declared length before reading them, past the limit above:
+     * a 61-byte file declaring a 2 GiB tEXt made it allocate and zero 2 GiB
+     * (found by tests/fuzz/fuzz_image.c). mpimap uses none of them: they
+     * are skipped unread, in small pieces. */
+    static const png_byte skipped[] = "tEXt\0zTXt\0iTXt\0sPLT\0";
+    png_set_keep_unknown_chunks(r->png, PNG_HANDLE_CHUNK_NEVER, skipped, 4);
     png_set_read_fn(r->png, r, png_read_cb);
     png_read_info(r->png, r->pinfo);
     return png_setup(r, max_pixels, err, errlen);
