@@ -61,16 +61,7 @@ die() {
 }
 
 install_deps "${BUILD_DEPS[@]}" findutils parallel
-B="$MPIMAP_ROOT/build-bench"
-if [ -z "${MPIMAP:-}" ]; then
-    build "$B" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
-    MPIMAP="$B/mpimap"
-fi
-[ -x "$MPIMAP" ] || die "no mpimap binary at $MPIMAP"
-PY=/usr/bin/python3
-BENCH="$MPIMAP_ROOT/bench"
-REPS="${REPS:-3}"
-[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, not '$REPS'"
+bench_setup
 CPU_MS="${CPU_MS:-10}"
 [[ "$CPU_MS" =~ ^[1-9][0-9]*$ ]] || die "CPU_MS must be a positive integer, not '$CPU_MS'"
 NP=$NPROC

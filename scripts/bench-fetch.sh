@@ -53,17 +53,8 @@ die() {
 }
 
 install_deps "${BUILD_DEPS[@]}" curl
-B="$MPIMAP_ROOT/build-bench"
-if [ -z "${MPIMAP:-}" ]; then
-    build "$B" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
-    MPIMAP="$B/mpimap"
-fi
-[ -x "$MPIMAP" ] || die "no mpimap binary at $MPIMAP"
-PY=/usr/bin/python3
-BENCH="$MPIMAP_ROOT/bench"
+bench_setup
 SERVER="$MPIMAP_ROOT/tests/e2e/httpserver.py"
-REPS="${REPS:-3}"
-[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, not '$REPS'"
 C="${C:-64}"
 DELAY_MS="${DELAY_MS:-50}"
 SIZE=1000

@@ -72,16 +72,7 @@ die() {
 
 export LC_ALL=C # sort order = mpimap's (bytewise)
 install_deps "${BUILD_DEPS[@]}" coreutils findutils parallel b3sum xxhash openssl
-B="$MPIMAP_ROOT/build-bench"
-if [ -z "${MPIMAP:-}" ]; then
-    build "$B" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
-    MPIMAP="$B/mpimap"
-fi
-[ -x "$MPIMAP" ] || die "no mpimap binary at $MPIMAP"
-PY=/usr/bin/python3
-BENCH="$MPIMAP_ROOT/bench"
-REPS="${REPS:-3}"
-[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "REPS must be a positive integer, not '$REPS'"
+bench_setup
 NP=$NPROC
 MPIRUN=(mpirun --oversubscribe)
 

@@ -80,3 +80,23 @@ bench_args() {
         esac
     done
 }
+
+# bench_setup: what every benchmark script starts with. B = build-bench/;
+# MPIMAP = the binary named by $MPIMAP, else the Release build made there;
+# PY = Debian's python3 (the anchors use its modules); BENCH = bench/;
+# REPS = rounds (default 3), checked.
+bench_setup() {
+    B="$MPIMAP_ROOT/build-bench"
+    if [ -z "${MPIMAP:-}" ]; then
+        build "$B" -DCMAKE_BUILD_TYPE=Release -DMPIMAP_TESTS=OFF
+        MPIMAP="$B/mpimap"
+    fi
+    [ -x "$MPIMAP" ] || { echo "$(basename "$0"): no mpimap binary at $MPIMAP" >&2; exit 1; }
+    PY=/usr/bin/python3
+    BENCH="$MPIMAP_ROOT/bench"
+    REPS="${REPS:-3}"
+    [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || {
+        echo "$(basename "$0"): REPS must be a positive integer, not '$REPS'" >&2
+        exit 1
+    }
+}
