@@ -2110,9 +2110,13 @@ static int precheck(const mpm_config_t *cfg, const mpm_kernel_t *k, const mpm_in
             return MPM_EXIT_USAGE;
         }
         /* An input that exists but cannot be read is a failed chunk of the
-         * run (reported with the others at the end), unless --fail-fast. */
-        int fd = open(x->name, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 && cfg->fail_fast) {
+         * run (reported with the others at the end), unless --fail-fast.
+         * Only regular files are opened to find out: opening and closing a
+         * FIFO would block until a writer comes, then break its pipe (the
+         * stream lost, the reader's real open blocked for ever). */
+        int fd = S_ISREG(st.st_mode) ? open(x->name, O_RDONLY | O_CLOEXEC) : -2;
+        if (fd == -2 && access(x->name, R_OK) < 0) fd = -1;
+        if (fd == -1 && cfg->fail_fast) {
             MPM_LOG(MPM_LOG_ERROR, "cannot open input '%s': %s", x->name, strerror(errno));
             return MPM_EXIT_FAIL;
         }
@@ -2264,6 +2268,25 @@ static int resolve_io(engine_t *e)
     }
     int has_file = 0;
     for (int i = 0; i < e->in->n; i++) has_file |= e->in->v[i].kind == MPM_IN_FILE;
+    /* A FIFO or a device is a stream: only one reader can read it, once,
+     * front to back (its size says nothing). Rank 0 reads it and ships it. */
+    int stream = -1;
+    for (int i = 0; e->rank == 0 && stream < 0 && i < e->in->n; i++) {
+        struct stat st;
+        if (e->in->v[i].kind == MPM_IN_FILE && stat(e->in->v[i].name, &st) == 0 &&
+            !S_ISREG(st.st_mode))
+            stream = i;
+    }
+    if (has_file && e->size > 1) mpi_check(MPI_Bcast(&stream, 1, MPI_INT, 0, e->comm), "MPI_Bcast");
+    if (stream >= 0) {
+        if (e->cfg->io != MPM_IO_SHARED) return MPM_IO_MASTER;
+        if (e->rank == 0)
+            MPM_LOG(MPM_LOG_ERROR,
+                    "--io shared: input '%s' is not a regular file (a pipe or a device): only "
+                    "rank 0 can read it, once; use --io master or auto",
+                    e->in->v[stream].name);
+        return -1;
+    }
     if (!has_file || e->size == 1) return e->cfg->io == MPM_IO_SHARED && has_file ? MPM_IO_SHARED
                                                                                   : MPM_IO_MASTER;
     if (e->cfg->io == MPM_IO_MASTER) return MPM_IO_MASTER;

@@ -170,6 +170,20 @@ static long long peak_rss(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (long long)ru.ru_maxrss * 1024 : -1;
 }
 
+/* This process's peak address-space size so far (VmPeak in /proc/self/status:
+ * what `ulimit -v` limits), in bytes; -1 where /proc is not there. */
+static long long peak_vm(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmPeak: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb >= 0 ? kb * 1024 : -1;
+}
+
 int mpm__obs_rank_json(const mpm_obs_t *o, const mpm_obs_rank_t *r, mpm_buf_t *b)
 {
     double v[MPM_OS_N];
@@ -184,12 +198,12 @@ int mpm__obs_rank_json(const mpm_obs_t *o, const mpm_obs_rank_t *r, mpm_buf_t *b
                              "\"elapsed_s\": %.6f,\n     \"chunks\": %.0f, \"failed\": %.0f, "
                              "\"bytes_in\": %.0f, \"bytes_out\": %.0f, \"compute_s\": %.6f, "
                              "\"read_s\": %.6f, \"idle_s\": %.6f, \"overlap_ratio\": %.4f, "
-                             "\"peak_rss_bytes\": %lld,\n",
+                             "\"peak_rss_bytes\": %lld, \"peak_vm_bytes\": %lld,\n",
                              r->bound ? "true" : "false", r->clock_offset, r->elapsed,
                              v[MPM_OS_CHUNKS], v[MPM_OS_FAILED], v[MPM_OS_BYTES_IN],
                              v[MPM_OS_BYTES_OUT], v[MPM_OS_COMPUTE], v[MPM_OS_READ],
                              v[MPM_OS_IDLE], ratio(m->hidden_s, m->transfer_s),
-                             peak_rss()) < 0;
+                             peak_rss(), peak_vm()) < 0;
     if (!bad)
         bad = mpm_buf_printf(
                   b,
