@@ -205,7 +205,8 @@ static void jpeg_error_exit_cb(j_common_ptr c)
 }
 
 /* Warnings are ignored (libjpeg carries on past minor corruption), except
- * the end of the data: that image would be padded with gray. */
+ * missing data, which libjpeg pads with gray: the end of the file, and a
+ * scan that reaches a marker (an early EOI, say) before its last row. */
 static void jpeg_emit_cb(j_common_ptr c, int level)
 {
     jerr_t *e = (jerr_t *)c->err;
@@ -215,6 +216,7 @@ static void jpeg_emit_cb(j_common_ptr c, int level)
         e->eof = 1;
         longjmp(e->jb, 1);
     }
+    if (e->pub.msg_code == JWRN_HIT_MARKER) longjmp(e->jb, 1);
 }
 
 static void jpeg_output_cb(j_common_ptr c)
