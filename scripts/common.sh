@@ -40,6 +40,9 @@ TEST_DEPS=(shellcheck iproute2 mount python3-numpy python3-scipy python3-pil pyt
 
 BUILD_DEPS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhwloc-dev hwloc
     libcunit1-dev libxxhash-dev libssl-dev libcurl4-openssl-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev python3 util-linux procps)
+# The second MPI of scripts/test-mpich.sh (installed next to Open MPI; the
+# default build stays on Open MPI, see build()).
+MPICH_DEPS=(mpich libmpich-dev)
 
 # bench_lock: one benchmark at a time on this machine. Takes the exclusive
 # lock /tmp/mpimap-bench.lock on fd 9 (bench.sh and scripts/bench-*.sh share it),
@@ -52,12 +55,16 @@ bench_lock() {
     fi
 }
 
-# build DIR [CMAKE ARGS...]: configures and builds the project in DIR.
+# build DIR [CMAKE ARGS...]: configures and builds the project in DIR,
+# against Open MPI (mpicc.openmpi, mpirun.openmpi) whatever Debian's `mpi`
+# and `mpirun` alternatives point to once MPICH is installed too; ARGS may
+# choose another (-DMPIMAP_MPI=mpich: scripts/test-mpich.sh).
 build() {
     local dir="$1"
     shift
     log "building in $dir $*"
-    cmake -S "$MPIMAP_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPIMAP_WERROR=ON "$@" >&2
+    cmake -S "$MPIMAP_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPIMAP_WERROR=ON \
+        -DMPIMAP_MPI=openmpi "$@" >&2
     cmake --build "$dir" -j "$NPROC" >&2
 }
 

@@ -529,7 +529,6 @@ int mpm__cli_parse(int argc, char **argv, int rank, mpm_cli_t *cli)
             return MPM_CLI_USAGE;
         }
     }
-    if (cli->cfg.resume_failed) cli->cfg.resume = 1;
     const mpm_kernel_t *k;
     if (cli->cfg.kernel) {
         if (!(k = load_plugin(rank, cli->cfg.kernel))) return MPM_CLI_USAGE;
@@ -605,6 +604,8 @@ static int parse_kernel(int argc, char **argv, int i, int rank, mpm_cli_t *cli,
         }
         cli->args[cli->nargs++] = argv[i++];
     }
+    /* engine options may also follow the kernel name */
+    if (cli->cfg.resume_failed) cli->cfg.resume = 1;
     mpm_err_t err = {.offset = -1, .msg = ""};
     if (k->check(cli->opts, cli->nargs, cli->args, &cli->inputs, &err) < 0) {
         usage_error(rank, k->name, "%s", err.msg);
@@ -696,6 +697,8 @@ int mpm__option_value(mpm_buf_t *b, const mpm_option_t *o, const void *base, int
     }
     }
 }
+
+const mpm_option_t *mpm__engine_options(void) { return engine_options; }
 
 int mpm__options_json(mpm_buf_t *b, const mpm_option_t *table, const void *base)
 {

@@ -27,6 +27,9 @@ void mpm__cli_free(mpm_cli_t *cli);
  * 0, or -1 when out of memory. */
 int mpm__options_json(mpm_buf_t *b, const mpm_option_t *table, const void *base);
 
+/* The engine's option table (the fields of mpm_config_t), NULL-terminated. */
+const mpm_option_t *mpm__engine_options(void);
+
 /* Appends the value of option o stored in base: as JSON (json = 1: flags as
  * booleans, choices by name, strings quoted or null), or as numbers
  * (json = 0: flags and choices as integers; returns 1 without writing for a

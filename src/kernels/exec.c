@@ -62,6 +62,7 @@
 #include "signals.h"
 #include "topo.h"
 #include "util.h"
+#include "internal.h"
 
 extern char **environ;
 
@@ -279,6 +280,27 @@ static int shell_quote(mpm_buf_t *b, const char *w, size_t n)
         else r = mpm_buf_append(b, w + i, 1);
     }
     return r || mpm_buf_append(b, "'", 1);
+}
+
+int mpm__exec_words(const void *op, const char *item, size_t n, uint64_t task, int slot,
+                    mpm_buf_t *words, int *nwords, mpm_buf_t *cmdline)
+{
+    const exec_opts_t *o = op;
+    size_t at = words->len;
+    for (int i = 0; i < o->ncmd; i++)
+        if (expand(words, o->cmd[i], item, n, task, slot)) return -1;
+    if (o->append_item && (mpm_buf_append(words, item, n) || mpm_buf_append(words, "", 1)))
+        return -1;
+    int na = o->ncmd + o->append_item;
+    const char *p = words->data + at;
+    for (int i = 0; i < na; i++) {
+        size_t l = strlen(p);
+        if (i && mpm_buf_append(cmdline, " ", 1)) return -1;
+        if (shell_quote(cmdline, p, l)) return -1;
+        p += l + 1;
+    }
+    *nwords = na;
+    return 0;
 }
 
 /* ---- the record map() emits for one task -------------------------------------------------- */
@@ -537,19 +559,13 @@ static int exec_map(const void *op, const mpm_chunk_t *c, void *partial, mpm_for
     char vars[4][64];
     char **env = NULL;
     if (!argv) goto oom;
-    for (int i = 0; i < o->ncmd; i++)
-        if (expand(&words, o->cmd[i], item, n, task, slot)) goto oom;
-    if (o->append_item && (mpm_buf_append(&words, item, n) || mpm_buf_append(&words, "", 1)))
-        goto oom;
     {
-        int na = o->ncmd + o->append_item;
+        int na = 0;
+        if (mpm__exec_words(o, item, n, task, slot, &words, &na, &cmdline)) goto oom;
         const char *p = words.data;
         for (int i = 0; i < na; i++) {
             argv[i] = (char *)p;
-            size_t l = strlen(p);
-            if (i && mpm_buf_append(&cmdline, " ", 1)) goto oom;
-            if (shell_quote(&cmdline, p, l)) goto oom;
-            p += l + 1;
+            p += strlen(p) + 1;
         }
     }
     if (!(env = task_env(o, vars, task, slot))) goto oom;

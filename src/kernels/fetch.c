@@ -40,6 +40,7 @@
 #include "mpimap/mpimap.h"
 #include "output.h"
 #include "util.h"
+#include "internal.h"
 
 /* This rank's transfers in flight and per host, shared by its threads: a
  * thread whose chunk is ending hands its slots to the others at once. */
@@ -461,14 +462,26 @@ static int vet(xfer_t *x)
     } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
         snprintf(x->err, sizeof x->err, "invalid URL: no host");
         rc = -1;
+    } else if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+               !strcmp(port, "0")) { /* libcurl takes it; no connection can be made to it */
+        snprintf(x->err, sizeof x->err, "invalid URL: port 0");
+        rc = -1;
     } else {
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
         snprintf(x->host, sizeof x->host, "%s:%s", host, port ? port : "");
     }
     curl_free(scheme);
     curl_free(host);
     curl_free(port);
     curl_url_cleanup(u);
+    return rc;
+}
+
+int mpm__fetch_vet(const char *url, char *host, size_t hostn, char *why, size_t whyn)
+{
+    xfer_t x = {.url = (char *)url};
+    int rc = vet(&x);
+    snprintf(host, hostn, "%s", rc < 0 ? "" : x.host);
+    snprintf(why, whyn, "%s", rc < 0 ? x.err : "");
     return rc;
 }
 
@@ -640,6 +653,7 @@ typedef struct {
     char *line;
     size_t cap;
     const char *name;
+    uint64_t nul_line; /* 1 + offset of a line holding a NUL byte, reported next */
 } fsrc_t;
 
 static void *fetch_source_open(const void *op, const mpm_input_t *in, uint64_t chunk_size,
@@ -664,6 +678,9 @@ static int fetch_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
 {
     fsrc_t *s = sp;
     long long want = batch_of(s->o), got = 0;
+    if (s->nul_line)
+        return mpm_err_set(err, -1, "%s: byte %" PRIu64 ": the line holds a NUL byte (not a "
+                           "text list of URLs)", s->name, s->nul_line - 1);
     *offset = s->byte;
     while (got < want) {
         ssize_t r = getline(&s->line, &s->cap, s->f);
@@ -677,6 +694,12 @@ static int fetch_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
         while (a < z && (*a == ' ' || *a == '\t' || *a == '\n' || *a == '\r')) a++;
         while (z > a && (z[-1] == ' ' || z[-1] == '\t' || z[-1] == '\n' || z[-1] == '\r')) z--;
         if (a == z || *a == '#') continue;
+        if (memchr(a, '\0', (size_t)(z - a))) { /* libcurl would fetch the URL cut there */
+            s->nul_line = s->byte - (uint64_t)r + 1;
+            if (got) break; /* this batch first; the error with the next call */
+            return mpm_err_set(err, -1, "%s: byte %" PRIu64 ": the line holds a NUL byte (not "
+                               "a text list of URLs)", s->name, s->nul_line - 1);
+        }
         uint64_t row = ++rows_seen;
         uint32_t l = (uint32_t)(z - a);
         if (mpm_buf_append(out, &row, 8) || mpm_buf_append(out, &l, 4) || mpm_buf_append(out, a, l))

@@ -49,7 +49,8 @@ static int fib_check(void *op, int argc, char **argv, mpm_inputs_t *in, mpm_err_
     size_t total = 0;
     for (int i = 0; i < argc; i++) {
         long long v;
-        if (mpm__parse_ll(argv[i], &v) < 0 || v < 0 || v > FIB_MAX)
+        if (mpm__parse_ll(argv[i], &v) < 0 || v < 0 || v > FIB_MAX ||
+            argv[i][0] == '-') /* "-0": map() reads no sign but '+' */
             return mpm_err_set(err, -1, "argument %d: expected an integer in 0..%d, got '%s'",
                                i + 1, FIB_MAX, argv[i]);
         total += strlen(argv[i]) + 1;

@@ -44,6 +44,7 @@
 #include "output.h"
 #include "progress.h"
 #include "util.h"
+#include "internal.h"
 
 /* ---- algorithms ------------------------------------------------------------------ */
 
@@ -361,7 +362,7 @@ static int hash_file(const hash_opts_t *o, hasher_t *h, int algo, const char *pa
         int e = errno;
         if (e == ELOOP && nofollow)
             snprintf(why, whyn, "became a symbolic link during the walk");
-        else if (e == ENOENT)
+        else if (e == ENOENT && !o->check) /* --check: a listed file need not exist */
             snprintf(why, whyn, "%s (it vanished during the run)", strerror(e));
         else
             snprintf(why, whyn, "%s", strerror(e));
@@ -1052,6 +1053,24 @@ static int parse_manifest_line(src_t *s, char *l, size_t n, int *algo, unsigned 
     return esc && unescape(*path, plen) ? 1 : 0;
 }
 
+int mpm__hash_parse_line(int algo, int *inferred, char *l, size_t n, int *algo_out,
+                         unsigned char *dg, int *dlen, char **path, size_t *plen, char *why,
+                         size_t whyn)
+{
+    hash_opts_t o = {.algo = algo};
+    src_t s = {.o = &o, .inferred = *inferred};
+    int r = parse_manifest_line(&s, l, n, algo_out, dg, dlen, path, plen, why, whyn);
+    *inferred = s.inferred;
+    return r;
+}
+
+int mpm__hash_manifest_line(int tag, int algo, const unsigned char *dg, const char *p, size_t n,
+                            mpm_buf_t *line)
+{
+    hash_opts_t o = {.algo = algo, .tag = tag};
+    return manifest_line(&o, line, algo, dg, p, n);
+}
+
 /* The next manifest entry as pending. 1, 0 at EOF, -1 (err set). */
 static int manifest_next(src_t *s, mpm_err_t *err)
 {
@@ -1219,12 +1238,13 @@ typedef struct {
     const char *path;
     double t0;
     uint64_t ok, bytes, errors, mismatched, unread, bad, notes;
+    char manifests[512]; /* --check: the manifests, for messages */
 } hsink_t;
 
 static void *hash_sink_open(const void *op, const mpm_inputs_t *inputs, const char *path,
                             mpm_err_t *err)
 {
-    (void)inputs; /* the engine refuses an output that is one of them */
+    /* the engine refuses an output that is one of the inputs */
     const hash_opts_t *o = op;
     hsink_t *s = calloc(1, sizeof *s);
     if (!s) {
@@ -1234,6 +1254,12 @@ static void *hash_sink_open(const void *op, const mpm_inputs_t *inputs, const ch
     s->o = o;
     s->path = path;
     s->t0 = mpm__now();
+    for (int i = 0, at = 0; o->check && i < inputs->n && at < (int)sizeof s->manifests; i++) {
+        int in = inputs->v[i].kind == MPM_IN_STDIN;
+        at += snprintf(s->manifests + at, sizeof s->manifests - (size_t)at, "%s%s%s%s",
+                       i ? ", " : "", in ? "" : "'", in ? "standard input" : inputs->v[i].name,
+                       in ? "" : "'");
+    }
     struct stat st;
     if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         mpm_err_set(err, -1, "-o '%s' is a directory: give the manifest's file name", path);
@@ -1380,7 +1406,8 @@ static int hash_sink_close(void *sp, int commit, mpm_err_t *err)
         /* The report is the result, whatever it says: always committed. */
         if (mpm__out_commit(&s->out) < 0) rc = mpm_err_set(err, -1, "%s", s->out.err);
         else if (!listed)
-            rc = mpm_err_set(err, -1, "no properly formatted checksum lines found");
+            rc = mpm_err_set(err, -1, "%s: no properly formatted checksum lines found",
+                             s->manifests);
         else if (s->mismatched || s->unread)
             rc = mpm_err_set(err, -1, "verification failed: %" PRIu64 " of %" PRIu64 " %s "
                              "FAILED", s->mismatched + s->unread, listed,

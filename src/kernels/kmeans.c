@@ -352,7 +352,8 @@ static int read_head(km_opts_t *o, mpm_err_t *err)
 {
     int fd = open(o->input, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 1; /* reported by the engine's input checks (exit 1) */
-    char *buf = malloc(HEAD_MAX);
+    size_t bcap = (size_t)64 << 10; /* doubled up to HEAD_MAX while no newline is seen */
+    char *buf = malloc(bcap);
     if (!buf) {
         close(fd);
         return mpm_err_set(err, -1, "out of memory");
@@ -360,7 +361,17 @@ static int read_head(km_opts_t *o, mpm_err_t *err)
     size_t have = 0;
     char *nl = NULL;
     while (have < HEAD_MAX && !nl) {
-        ssize_t r = read(fd, buf + have, HEAD_MAX - have);
+        if (have == bcap) {
+            char *nb = realloc(buf, bcap * 2);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return mpm_err_set(err, -1, "out of memory");
+            }
+            buf = nb;
+            bcap *= 2;
+        }
+        ssize_t r = read(fd, buf + have, bcap - have);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         nl = memchr(buf + have, '\n', (size_t)r);
@@ -1439,6 +1450,30 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     if (o->labels && opath && !strcmp(o->labels, opath) &&
         !mpm__out_in_place(opath)) /* /dev/null twice is fine */
         return mpm_err_set(err, -1, "--labels and -o name the same file '%s'", opath);
+    /* --labels is written last: refuse one that cannot be before the work,
+     * as the engine refuses such a -o (a directory, a missing directory). */
+    if (o->labels) {
+        int ok = 1;
+        struct stat st;
+        if (rank == 0 && stat(o->labels, &st) == 0 && S_ISDIR(st.st_mode)) {
+            ok = 0;
+            mpm_err_set(err, -1, "--labels '%s' is a directory", o->labels);
+        } else if (rank == 0 && !mpm__out_in_place(o->labels)) {
+            const char *slash = strrchr(o->labels, '/');
+            char dir[PATH_MAX];
+            snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->labels) + (slash == o->labels)
+                                                    : 1, slash ? o->labels : ".");
+            if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                ok = 0;
+                mpm_err_set(err, -1, "cannot write --labels '%s': directory '%s' does not exist",
+                            o->labels, dir);
+            }
+        }
+        if (!mpm_solve_agree(s, ok)) {
+            if (rank != 0 || ok) mpm_err_set(err, -1, "--labels '%s' refused on rank 0", o->labels);
+            return -1;
+        }
+    }
 
     /* Global row numbers: every rank learns every chunk's row count. */
     if (p->n) qsort(p->v, p->n, sizeof *p->v, cmp_chunk);

@@ -255,7 +255,8 @@ static int table_insert(wc_table_t *t, wc_entry_t *e, const char *s, size_t n, u
     return 0;
 }
 
-/* Adds count to word s[0..n) (any alignment, no padding needed). */
+/* Adds count to word s[0..n) (any alignment, no padding needed). 0, -1 (out
+ * of memory) or -2: the sum would overflow 64 bits (corrupt partials). */
 static int table_add(wc_table_t *t, const char *s, size_t n, uint64_t count)
 {
     uint64_t h = wc_hash(s, n);
@@ -264,6 +265,7 @@ static int table_add(wc_table_t *t, const char *s, size_t n, uint64_t count)
         wc_entry_t *e = &t->slots[i];
         if (!e->count) return table_insert(t, e, s, n, h, count);
         if (e->tag == tag && e->len == n && memcmp(entry_key(e), s, n) == 0) {
+            if (e->count + count < count) return -2; /* would wrap, even to 0: a free slot */
             e->count += count;
             return 0;
         }
@@ -496,8 +498,10 @@ static int wc_merge(const void *o, void *dst, void *src, mpm_err_t *err)
     wc_table_t *d = dst, *s = src;
     for (size_t i = 0; i <= s->mask; i++) {
         wc_entry_t *e = &s->slots[i];
-        if (e->count && table_add(d, entry_key(e), e->len, e->count))
-            return mpm_err_set(err, -1, "out of memory merging word counts");
+        int r = e->count ? table_add(d, entry_key(e), e->len, e->count) : 0;
+        if (r)
+            return mpm_err_set(err, -1, r == -2 ? "a word count overflows 64 bits (corrupt partial)"
+                                                : "out of memory merging word counts");
     }
     return 0;
 }
@@ -526,7 +530,14 @@ static void *wc_deser(const void *o, const void *data, size_t len, mpm_err_t *er
     if (len < sizeof n) goto corrupt;
     memcpy(&n, p, sizeof n);
     p += sizeof n;
-    wc_table_t *t = wc_new(o);
+    if (n > (len - sizeof n) / 12) goto corrupt; /* 12 bytes at least per word */
+    /* Room for the n words (grown if need be), at most wc_new's: a small
+     * partial (a journal segment, the fuzz target's) stays small. */
+    size_t cap = 16;
+    while (cap < ((size_t)1 << 15) && n >= cap * 7 / 10) cap *= 2;
+    (void)o;
+    pthread_once(&tables_once, init_tables);
+    wc_table_t *t = table_new(cap);
     if (!t) {
         mpm_err_set(err, -1, "out of memory");
         return NULL;
@@ -539,7 +550,9 @@ static void *wc_deser(const void *o, const void *data, size_t len, mpm_err_t *er
         memcpy(&l, p + sizeof count, sizeof l);
         p += sizeof count + sizeof l;
         if ((size_t)(end - p) < l) goto corrupt_t;
-        if (count == 0 || table_add(t, p, l, count)) {
+        int r = count ? table_add(t, p, l, count) : -2;
+        if (r == -2) goto corrupt_t;
+        if (r) {
             table_free(t);
             mpm_err_set(err, -1, "out of memory");
             return NULL;

@@ -5,6 +5,9 @@
 #   MPIMAP      path of the mpimap executable
 #   MPIMAP_SRC  project source directory
 #   MPIEXEC     mpirun
+#   MPIMAP_MPI_FLAVOR  openmpi, mpich or other: the MPI the build used (from
+#               its mpi.h); guessed from "$MPIEXEC --version" when unset
+#   MPICC       that MPI's compiler wrapper (default mpicc)
 # Optional:
 #   E2E_TIMEOUT seconds allowed for one mpirun (default 120)
 #   E2E_KEEP=1  keep the temporary directory for inspection
@@ -34,6 +37,7 @@ export LC_ALL=C
 
 PASS=0
 FAIL=0
+SKIP=0
 FAILED_NAMES=()
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mpimap-e2e.XXXXXX")
@@ -65,6 +69,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The launcher's flavour, and what depends on it. MPIEXEC_OVERSUB: the
+# options that let it start more ranks than there are cores (Open MPI's
+# mpirun refuses without --oversubscribe; MPICH's Hydra needs nothing).
+if [ -z "${MPIMAP_MPI_FLAVOR:-}" ]; then
+    case "$("$MPIEXEC" --version 2>&1 || true)" in
+    *HYDRA*) MPIMAP_MPI_FLAVOR=mpich ;;
+    *"Open MPI"* | *OpenRTE*) MPIMAP_MPI_FLAVOR=openmpi ;;
+    *) MPIMAP_MPI_FLAVOR=other ;;
+    esac
+fi
+MPIEXEC_OVERSUB=()
+if [ "$MPIMAP_MPI_FLAVOR" = openmpi ]; then MPIEXEC_OVERSUB=(--oversubscribe); fi
+
 # Extra mpirun options (array), e.g. MPIRUN_EXTRA=(--bind-to socket).
 MPIRUN_EXTRA=()
 
@@ -72,7 +89,7 @@ MPIRUN_EXTRA=()
 run_np() {
     local np=$1
     shift
-    timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np "$np" --oversubscribe \
+    timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} \
         ${MPIRUN_EXTRA[@]+"${MPIRUN_EXTRA[@]}"} "$MPIMAP" "$@"
 }
 
@@ -179,6 +196,19 @@ assert_rc() { # DESC EXPECTED_RC  (checks $RC of the last run)
         if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then why=" (TIMED OUT after ${E2E_TIMEOUT}s)"; fi
         fail "$1" "expected exit code: $2" "actual exit code:   $RC$why"
         show_last
+    fi
+}
+
+# assert_rc_forwarded DESC EXPECTED_RC : assert_rc for a launcher that
+# forwarded a signal to the ranks. MPICH's Hydra (4.0) then reports the
+# ranks' exit codes at random (0 for ranks that exited 3: seen with
+# -print-all-exitcodes and strace): there the check is skipped, with the
+# code it got; the callers check the ranks' own drain message as well.
+assert_rc_forwarded() {
+    if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then
+        skip_check "$1 (exit $RC)" "MPICH's mpiexec loses the ranks' exit codes after forwarding a signal"
+    else
+        assert_rc "$@"
     fi
 }
 
@@ -302,6 +332,27 @@ sha() { sha256sum "$@" | awk '{print $1}'; }
 
 section() { echo "# $*"; }
 
+# skip_check DESC REASON : a check that does not apply here (another MPI, a
+# missing tool): printed and counted, never silent.
+skip_check() {
+    SKIP=$((SKIP + 1))
+    echo "skip - $1 ($2)"
+}
+
+# skip_test REASON : the whole script does not apply here; exits 77, which
+# ctest reports as "Skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt).
+skip_test() {
+    echo "SKIPPED: $(basename "$0"): $*"
+    exit 77
+}
+
+# need_openmpi WHAT : skip_test unless the launcher is Open MPI's mpirun
+# (tests of its options, binding policy, rsh/PMIx launch or signal handling).
+need_openmpi() {
+    [ "$MPIMAP_MPI_FLAVOR" = openmpi ] ||
+        skip_test "$1 is Open MPI behaviour; this build uses $MPIMAP_MPI_FLAVOR ($MPIEXEC)"
+}
+
 finish() {
     echo
     if [ "$FAIL" -gt 0 ]; then
@@ -309,7 +360,11 @@ finish() {
         local n
         for n in "${FAILED_NAMES[@]}"; do echo "  - $n"; done
     fi
-    echo "$PASS passed, $FAIL failed"
+    if [ "$SKIP" -gt 0 ]; then
+        echo "$PASS passed, $FAIL failed, $SKIP skipped"
+    else
+        echo "$PASS passed, $FAIL failed"
+    fi
     [ "$FAIL" -eq 0 ]
 }
 

@@ -173,7 +173,7 @@ rm -f "$NB/od/out.txt"
 run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$NB_MPIMAP" -o "$NB/od/out.txt" wordcount "$D/secret.txt"
 check_bad "unreadable file (singleton, no mpirun)" 1 "$NB/od" "$D/secret.txt" "re:[Pp]ermission denied"
 for np in 2 3; do
-    run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np "$np" --oversubscribe \
+    run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} \
         "$NB_MPIMAP" -o "$NB/od/out.txt" wordcount "$D/secret.txt"
     check_bad "unreadable file (mpirun -np $np as nobody)" 1 "$NB/od" "$D/secret.txt" "re:[Pp]ermission denied"
 done

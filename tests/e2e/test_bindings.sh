@@ -21,7 +21,7 @@ check_case() {
         shift
     done
     shift
-    timeout -k 5 60 "$MPIEXEC" -np "$np" --oversubscribe ${mpirun_opts[@]+"${mpirun_opts[@]}"} \
+    timeout -k 5 60 "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} ${mpirun_opts[@]+"${mpirun_opts[@]}"} \
         "$MPIMAP" --report-bindings -q "$@" "${ARGS[@]}" >"$OUT" 2>"$ERR" </dev/null &
     local pid=$!
     for _ in $(seq 1 100); do

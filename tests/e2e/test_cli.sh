@@ -209,7 +209,12 @@ if [ -n "$mpirun_pid" ]; then
     kill -TERM "$mpirun_pid"
     wait "$bg" || true
     rc=$(cat "$TMP/term.rc")
-    if [ "$rc" != 0 ]; then ok "SIGTERM: non-zero exit ($rc)"; else fail "SIGTERM: non-zero exit" "exit 0"; fi
+    if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then
+        # Hydra forwards SIGTERM to the ranks, which drain and exit 3, but
+        # may then exit 0 (assert_rc_forwarded in lib.sh).
+        RC=$rc assert_rc_forwarded "SIGTERM: exit 3" 3
+        assert_contains "SIGTERM: rank 0 reports the interruption" "$TMP/term.err" "interrupted by SIGTERM"
+    elif [ "$rc" != 0 ]; then ok "SIGTERM: non-zero exit ($rc)"; else fail "SIGTERM: non-zero exit" "exit 0"; fi
     sleep 1
     assert_same_file "SIGTERM: existing output untouched" "$TMP/old.txt" "$OD/out.txt"
     assert_no_tmp "SIGTERM: no temporary file left" "$OD" out.txt
@@ -249,24 +254,38 @@ piped() {
         echo "# note: mpirun crashed forwarding stdin (open-mpi/ompi#7483), try $try of 3"
     done
 }
+# SIN, SLINES: the large inputs given on standard input (300 KB, 200 KB).
+# MPICH's Hydra (4.0) cannot forward more than the rank's stdin pipe holds
+# (64 KiB): its proxy writes without blocking and gives up with "process
+# reading stdin too slowly; can't keep up" (pmodels/mpich#2336). Under MPICH
+# the same checks run on the first 40 KB of each instead.
+SIN="$D/licenses.txt" SLINES="$D/lines.txt"
+if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then
+    skip_check "standard input of 200-300 KB through mpiexec" \
+        "MPICH's Hydra drops stdin beyond its 64 KiB pipe, pmodels/mpich#2336; 40 KB inputs instead"
+    head -c 40000 "$D/licenses.txt" | sed '$d' >"$D/licenses-40k.txt"
+    head -c 40000 "$D/lines.txt" | sed '$d' >"$D/lines-40k.txt"
+    SIN="$D/licenses-40k.txt" SLINES="$D/lines-40k.txt"
+fi
+oracle wordcount "$SIN" >"$TMP/sin.expected"
 for np in 2 3; do
     piped "$D/gpl3.txt" "$np" -c 4K wordcount
     assert_rc "cat | mpirun -np $np mpimap wordcount" 0
     assert_same_file "cat | mpirun -np $np mpimap wordcount: output" "$TMP/gpl3.expected" "$OUT"
-    piped "$D/licenses.txt" "$np" -c 4K wordcount -
+    piped "$SIN" "$np" -c 4K wordcount -
     assert_rc "cat | mpirun -np $np mpimap wordcount -" 0
-    assert_same_file "cat | mpirun -np $np mpimap wordcount -: output" "$TMP/licenses.expected" "$OUT"
+    assert_same_file "cat | mpirun -np $np mpimap wordcount -: output" "$TMP/sin.expected" "$OUT"
 done
-run_in "$D/licenses.txt" 3 --io shared -c 4K wordcount -
+run_in "$SIN" 3 --io shared -c 4K wordcount -
 assert_rc "stdin with --io shared" 0
-assert_same_file "stdin with --io shared: output" "$TMP/licenses.expected" "$OUT"
-oracle wordcount "$D/licenses.txt" "$D/gpl3.txt" >"$TMP/both.expected"
-run_in "$D/licenses.txt" 2 -c 4K wordcount - "$D/gpl3.txt"
+assert_same_file "stdin with --io shared: output" "$TMP/sin.expected" "$OUT"
+oracle wordcount "$SIN" "$D/gpl3.txt" >"$TMP/both.expected"
+run_in "$SIN" 2 -c 4K wordcount - "$D/gpl3.txt"
 assert_rc "stdin and a file" 0
 assert_same_file "stdin and a file: output" "$TMP/both.expected" "$OUT"
-run_in "$D/lines.txt" 3 -c 1K test
+run_in "$SLINES" 3 -c 1K test
 assert_rc "test kernel echo from stdin, -np 3 -c 1K" 0
-assert_same_file "test kernel echo from stdin: output = input" "$D/lines.txt" "$OUT"
+assert_same_file "test kernel echo from stdin: output = input" "$SLINES" "$OUT"
 printf '10\n20\n93\n0\n' >"$D/nums.txt"
 oracle fib --file "$D/nums.txt" >"$TMP/nums.expected"
 run_in "$D/nums.txt" 2 fib --fast --file -

@@ -704,8 +704,12 @@ assert_eq "under mpirun: MPIMAP_TASK values" "1 2 3 4" \
     "$(sed -n 's/^MPIMAP_TASK=//p' "$OUT" | tr '\n' ' ' | sed 's/ $//')"
 run 2 exec --keep-mpi-env --slots-per-rank 1 -- sh -c env sh '{}' ::: 1 2
 assert_rc "--keep-mpi-env" 0
-assert_match "--keep-mpi-env: OMPI_ variables kept" "$OUT" '^OMPI_COMM_WORLD_RANK='
-assert_match "--keep-mpi-env: PMIX_ variables kept" "$OUT" '^PMIX_RANK='
+if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then # Hydra: PMI_RANK, PMI_SIZE, PMI_FD
+    assert_match "--keep-mpi-env: PMI_ variables kept" "$OUT" '^PMI_RANK='
+else
+    assert_match "--keep-mpi-env: OMPI_ variables kept" "$OUT" '^OMPI_COMM_WORLD_RANK='
+    assert_match "--keep-mpi-env: PMIX_ variables kept" "$OUT" '^PMIX_RANK='
+fi
 run_one exec -- sh -c env sh '{}' ::: 1
 assert_eq "without mpirun: OMPI_ variables of mpimap's environment removed too" 0 \
     "$(grep -caE "$MPIVARS" "$OUT" || true)"

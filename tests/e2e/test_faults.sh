@@ -28,12 +28,13 @@ assert_rc "sleep reference" 0
 assert_same_file "sleep reference echoes its input" "$TMP/sleep.ref" "$TMP/sleep.out"
 
 # rank_pid JOURNAL RANK: pid of the mpimap rank RANK of the run using JOURNAL
-# (Open MPI puts OMPI_COMM_WORLD_RANK in every rank's environment).
+# (Open MPI puts OMPI_COMM_WORLD_RANK in every rank's environment, MPICH's
+# Hydra PMI_RANK).
 rank_pid() {
     local p
     for p in $(pgrep -f -- "$1" || true); do
         [ -r "/proc/$p/environ" ] || continue
-        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxE "(OMPI_COMM_WORLD_RANK|PMI_RANK)=$2"; then
             echo "$p"
             return
         fi
@@ -49,7 +50,7 @@ kill_trial() {
     case "$*" in *primes*) ref="$TMP/primes.ref" ;; *) ref="$TMP/sleep.ref" ;; esac
     rm -f "$j" "$o"
     t0=$(date +%s%N)
-    timeout -k 5 60 "$MPIEXEC" -np "$np" --oversubscribe "$MPIMAP" --journal "$j" -o "$o" "$@" \
+    timeout -k 5 60 "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} "$MPIMAP" --journal "$j" -o "$o" "$@" \
         >"$OUT" 2>"$ERR" </dev/null &
     local mpirun_pid=$!
     delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.6 + rand() * 1.6 }')
@@ -108,7 +109,7 @@ signal_run() {
     t0=$(date +%s%N)
     RC=0
     if [ "$target" = mpirun ]; then
-        timeout -k 5 60 "$MPIEXEC" -np "$np" --oversubscribe "$MPIMAP" "$@" >"$OUT" 2>"$ERR" </dev/null &
+        timeout -k 5 60 "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} "$MPIMAP" "$@" >"$OUT" 2>"$ERR" </dev/null &
     else
         timeout -k 5 60 "$MPIMAP" "$@" >"$OUT" 2>"$ERR" </dev/null &
     fi
@@ -152,14 +153,20 @@ for sig in USR1 TERM; do
     signal_run "SIG$sig to mpirun" "$sig" mpirun 2 --journal "$J" -o "$O" "${SLEEP_ARGS[@]}"
     if [ "$sig" = USR1 ]; then
         # mpirun forwards SIGUSR1 and then reports the ranks' exit code.
-        assert_rc "SIGUSR1 to mpirun: exit 3 (interrupted, resumable)" 3
+        assert_rc_forwarded "SIGUSR1 to mpirun: exit 3 (interrupted, resumable)" 3
         assert_contains "SIGUSR1: rank 0 says it was interrupted" "$ERR" "interrupted by SIGUSR1"
         assert_fast "SIGUSR1: drained within the grace period" 25
     else
         # Open MPI's mpirun turns SIGTERM into its own exit code 1 and kills
         # the ranks about a second after forwarding it: the ranks drain what
         # they can in that second; the journal keeps every finished chunk.
-        if [ "$RC" != 0 ] && [ "$SECS" -le 25 ]; then
+        # MPICH's Hydra forwards it and lets the ranks drain (exit 3), but
+        # may then exit 0 (assert_rc_forwarded): there the drain is checked.
+        if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then
+            assert_rc_forwarded "SIGTERM to mpirun: exit 3" 3
+            assert_contains "SIGTERM to mpirun: rank 0 says it was interrupted" "$ERR" "interrupted by SIGTERM"
+            assert_fast "SIGTERM to mpirun: drained within the grace period" 25
+        elif [ "$RC" != 0 ] && [ "$SECS" -le 25 ]; then
             ok "SIGTERM to mpirun: exit $RC within ${SECS}s"
         else
             fail "SIGTERM to mpirun" "non-zero exit within 25 s" "exit $RC after ${SECS}s"
@@ -299,10 +306,17 @@ assert_contains "missing journal directory: named" "$ERR" "$TMP/no/such/j"
 assert_absent "missing journal directory: refused before any chunk ran" "$TMP/flag"
 
 section "1,000 inputs, 3 bad ones"
+# MPICH's Hydra (before 4.2) crashes (SIGSEGV) on a command line of 999
+# arguments or more (HYD_NUM_TMP_STRINGS, pmodels/mpich#6681): 900 there.
+NLIST=1000
+if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then
+    NLIST=900
+    skip_check "1,000 inputs on mpiexec's command line" "MPICH's Hydra crashes on 999+ arguments, pmodels/mpich#6681; 900 inputs instead"
+fi
 L="$TMP/list"
 mkdir -p "$L"
 chmod 755 "$L"
-for i in $(seq -w 1 1000); do echo "item $i" >"$L/f$i.txt"; done
+for i in $(seq -f '%04g' 1 "$NLIST"); do echo "item $i" >"$L/f$i.txt"; done
 echo BOOM >"$L/f0100.txt" # corrupt: --fail-on BOOM
 echo BOOM >"$L/f0500.txt"
 chmod 000 "$L/f0700.txt" # unreadable (run as nobody when root)
@@ -326,22 +340,22 @@ else
     OD="$TMP/od"
     mkdir -p "$OD"
 fi
-run_cmd "${AS_USER[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 --oversubscribe "$BIN" \
+run_cmd "${AS_USER[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} "$BIN" \
     --journal "$OD/list.journal" -o "$OD/list.out" test --fail-on BOOM "$L"/f*.txt
 assert_rc "1000 inputs, 3 bad: exit 1" 1
 assert_absent "1000 inputs, 3 bad: the final output is not written" "$OD/list.out"
-assert_eq "1000 inputs, 3 bad: 997 results kept in .incomplete" 997 "$(wc -l <"$OD/list.out.incomplete" 2>/dev/null || echo 0)"
+assert_eq "1000 inputs, 3 bad: $((NLIST - 3)) results kept in .incomplete" $((NLIST - 3)) "$(wc -l <"$OD/list.out.incomplete" 2>/dev/null || echo 0)"
 assert_contains "1000 inputs: corrupt input 1 named with its line" "$ERR" "$L/f0100.txt:1: found the line 'BOOM'"
 assert_contains "1000 inputs: corrupt input 2 named with its line" "$ERR" "$L/f0500.txt:1: found the line 'BOOM'"
 assert_match "1000 inputs: unreadable input named with the reason" "$ERR" "f0700.txt.*[Pp]ermission denied"
-assert_contains "1000 inputs: summary" "$ERR" "3 of 1000 chunks failed (chunks 99, 499, 699)"
+assert_contains "1000 inputs: summary" "$ERR" "3 of $NLIST chunks failed (chunks 99, 499, 699)"
 # Fix the bad inputs; --resume computes only those three.
 echo "item 0100" >"$L/f0100.txt"
 echo "item 0500" >"$L/f0500.txt"
 chmod 644 "$L/f0700.txt"
 run 2 --journal "$OD/list.journal" --resume -v -o "$OD/list.out" test --fail-on BOOM "$L"/f*.txt
 assert_rc "1000 inputs fixed: --resume" 0
-assert_contains "1000 inputs fixed: only the 3 failed chunks computed" "$ERR" "1000 chunks (997 from the journal)"
+assert_contains "1000 inputs fixed: only the 3 failed chunks computed" "$ERR" "$NLIST chunks ($((NLIST - 3)) from the journal)"
 assert_same_file "1000 inputs fixed: complete output" <(cat "$L"/f*.txt) "$OD/list.out"
 # --fail-fast stops at the first failure: a chunk far behind it never runs.
 echo BOOM >"$L/f0100.txt"

@@ -351,7 +351,7 @@ for np in 0 2; do
     if [ $np = 0 ]; then
         run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$NB_MPIMAP" -o "$OF" hash perm1
     else
-        run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np $np --oversubscribe \
+        run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np $np ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} \
             "$NB_MPIMAP" --threads 2 -o "$OF" hash perm1
     fi
     check_failed "unreadable file ($how, as nobody)" "$OF" perm1/secret "Permission denied" "$R/perm1"
@@ -359,7 +359,7 @@ for np in 0 2; do
     if [ $np = 0 ]; then
         run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$NB_MPIMAP" -o "$OF" hash perm2
     else
-        run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np $np --oversubscribe \
+        run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np $np ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} \
             "$NB_MPIMAP" --threads 2 -o "$OF" hash perm2
     fi
     check_failed "unlistable directory ($how, as nobody)" "$OF" perm2/locked "Permission denied" "$R/perm2"

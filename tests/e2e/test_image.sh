@@ -284,7 +284,7 @@ run 1 --threads 2 "${SLOW[@]}" -o "$O/mid-ref.ppm"
 assert_rc "reference run of the slow chain" 0
 rm -f "$TMP/mid.journal"
 t0=$(date +%s%N)
-timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 --oversubscribe "$MPIMAP" --journal "$TMP/mid.journal" \
+timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} "$MPIMAP" --journal "$TMP/mid.journal" \
     "${SLOW[@]}" -o "$O/mid.ppm" >"$OUT" 2>"$ERR" </dev/null &
 pid=$!
 # Signal once the first strip is journaled: the journal is created with its
@@ -305,7 +305,7 @@ kill -USR1 "$(pgrep -P "$pid" | head -1)" 2>/dev/null || true
 RC=0
 wait "$pid" || RC=$?
 echo "# interrupted after $((($(date +%s%N) - t0) / 1000000)) ms"
-assert_rc "SIGUSR1: exit 3 (interrupted, resumable)" 3
+assert_rc_forwarded "SIGUSR1: exit 3 (interrupted, resumable)" 3
 assert_contains "SIGUSR1: the drain is reported" "$ERR" "interrupted by SIGUSR1"
 assert_absent "SIGUSR1: no output under the final name" "$O/mid.ppm"
 assert_no_tmp "SIGUSR1: no temporary output" "$O" "mid.ppm"

@@ -45,7 +45,7 @@ fi
 mp() {
     local bin=$1 np=$2
     shift 2
-    timed timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np "$np" --oversubscribe \
+    timed timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} \
         ${MPIRUN_EXTRA[@]+"${MPIRUN_EXTRA[@]}"} "$bin" "$@"
 }
 # one BIN ARGS... : BIN alone (singleton MPI); sets RC, OUT, ERR, SECS.
@@ -130,7 +130,7 @@ int main(int argc, char **argv)
 }
 EOF
 read -r -a PCFLAGS <<<"$(PKG_CONFIG_PATH="$PCDIR" pkg-config --cflags --libs mpimap)"
-run_cmd mpicc -std=c11 -Wall -Wextra -Werror ${SAN_FLAGS[@]+"${SAN_FLAGS[@]}"} "$H/main.c" \
+run_cmd "${MPICC:-mpicc}" -std=c11 -Wall -Wextra -Werror ${SAN_FLAGS[@]+"${SAN_FLAGS[@]}"} "$H/main.c" \
     "${PCFLAGS[@]}" "-Wl,-rpath,$LIBDIR" -o "$H/embed"
 assert_rc "<mpimap/mpimap.h> + libmpimap: a program calling mpm_main builds (mpicc, pkg-config mpimap)" 0
 one "$H/embed" primes 1:1000

@@ -25,6 +25,9 @@
 # 0.4 s, echoed) for runs long enough to interrupt.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# The jobs/ scripts start ranks with `srun --mpi=pmix` or Open MPI's mpirun
+# options; a build against another MPI would run as N singletons there.
+need_openmpi "launching through jobs/ (srun --mpi=pmix, mpirun --map-by/--bind-to)"
 
 JOBS=$MPIMAP_SRC/jobs
 CLUSTER_SH=$E2E_DIR/slurm-cluster.sh

@@ -16,6 +16,7 @@
 # leaves the two namespaces created here.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+need_openmpi "a remote launch through --mca plm_rsh_agent"
 
 skip() {
     echo "SKIP: $*"

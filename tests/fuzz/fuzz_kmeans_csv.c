@@ -6,8 +6,9 @@
  *
  * Input: byte 0 picks one of a few fixed option sets (plain CSV, --header,
  * --no-header, --columns by number/range/name, --delimiter, raw --dims with
- * f64/f32); the remaining bytes are the whole input file (written to one
- * temporary file per process, which check() reads) and the data of chunk 0
+ * f64/f32); the remaining bytes are the whole input file (held in one
+ * memfd per process, which check() opens and reads as /proc/self/fd/N: no
+ * file is created per input) and the data of chunk 0
  * (index 0, offset 0). When they hold a '\n' before the end, the bytes after
  * the first one are also mapped as a second chunk (index 1, at its offset),
  * where no header is skipped.
@@ -16,10 +17,12 @@
  * -1 comes with a non-empty message; map()'s error offset is -1 or inside
  * the chunk.
  */
+#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mpimap/mpimap.h"
@@ -127,15 +130,17 @@ static int map_chunk(const void *opts, void *partial, uint64_t index, uint64_t o
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    if (!path[0]) snprintf(path, sizeof path, "/tmp/fuzz-kmeans-%ld.csv", (long)getpid());
+    static int fd = -1;
+    if (fd < 0) {
+        if ((fd = memfd_create("fuzz-kmeans", MFD_CLOEXEC)) < 0) fatal("memfd_create failed");
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    }
     const char *const *set = opt_sets[data[0] % N_SETS];
     const uint8_t *body = data + 1;
     size_t len = size - 1;
 
-    FILE *f = fopen(path, "wb");
-    if (!f) fatal("cannot create the input file");
-    if (len && fwrite(body, 1, len, f) != len) fatal("cannot write the input file");
-    if (fclose(f) != 0) fatal("cannot write the input file");
+    if (ftruncate(fd, 0) < 0 || (len && pwrite(fd, body, len, 0) != (ssize_t)len))
+        fatal("cannot write the input file");
 
     const mpm_kernel_t *k = &mpm_kernel_kmeans;
     void *opts = calloc(1, k->opts_size);
@@ -170,6 +175,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     k->opts_free(opts);
     free(opts);
     free(in.v);
-    unlink(path);
     return 0;
 }

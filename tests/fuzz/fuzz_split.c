@@ -2,12 +2,19 @@
  * fuzz_split.c - the record splitter (src/split.h): cutting byte inputs into
  * record-aligned chunks, for MPM_REC_LINES and MPM_REC_WORDS.
  *
- * Input: bytes 0-1 (little-endian) give the chunk size, 1 + (v % 4096); the
- * rest is the input's bytes. They are written to one file per process and
- * split as two inputs in one splitter, the file then the same bytes in
- * memory (MPM_IN_MEMORY), in read mode (with headroom in front of every
- * buffer) and in describe mode (file chunks as offset/length only), for
- * both record kinds.
+ * Input: bytes 0-1 (little-endian) hold v. The chunk size is
+ * 1 + (v % 4096), raised when needed so that an input makes at most 64
+ * chunks (a chunk is never shorter than the chunk size, so this bounds the
+ * work per input); bits 12-13 of v pick the record kind (bit 12: words,
+ * else lines) and the mode (bit 13: describe, else read). The rest is the
+ * input's bytes. They are held in one memfd per process, opened by the
+ * splitter as a file (/proc/self/fd/N, so every read and pread of the file
+ * paths really happens), and split as two inputs in one splitter: the file
+ * then the same bytes in memory (MPM_IN_MEMORY), in read mode (with
+ * headroom in front of every buffer) or describe mode (file chunks as
+ * offset/length only). One record kind and mode per input keeps an
+ * execution cheap (the file paths allocate a buffer per chunk); the seeds
+ * come in all four combinations.
  *
  * Checked beyond "no crash, no leak": no error; chunk indices run 0, 1, 2
  * ... over both inputs; each input's chunks are contiguous from offset 0,
@@ -17,16 +24,18 @@
  * last ends on a record boundary; the bytes handed out equal the input's
  * bytes at that offset; mpm__split_bytes counts every byte of both inputs.
  */
+#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "split.h"
 
 #define HEADROOM 24
+#define MAX_CHUNKS 64 /* per input: the chunk size is raised to stay below */
 
 static char path[64];
 
@@ -104,27 +113,26 @@ static void run(const uint8_t *p, size_t n, uint64_t cs, mpm_records_t rec, int 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static int fd = -1;
     if (size < 2) return 0;
-    if (!path[0]) {
-        struct stat st;
-        const char *dir = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
-        snprintf(path, sizeof path, "%s/fuzz-split-%ld", dir, (long)getpid());
+    if (fd < 0) {
+        if ((fd = memfd_create("fuzz-split", MFD_CLOEXEC)) < 0) {
+            perror("memfd_create");
+            abort();
+        }
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     }
-    uint64_t cs = 1 + (uint64_t)((data[0] | data[1] << 8) % 4096);
+    unsigned v = (unsigned)(data[0] | data[1] << 8);
+    uint64_t cs = 1 + v % 4096;
+    mpm_records_t rec = v & 0x1000 ? MPM_REC_WORDS : MPM_REC_LINES;
+    int read_data = !(v & 0x2000);
     const uint8_t *p = data + 2;
     size_t n = size - 2;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        perror(path);
+    if (n / cs >= MAX_CHUNKS) cs = n / MAX_CHUNKS + 1;
+    if (ftruncate(fd, 0) < 0 || (n && pwrite(fd, p, n, 0) != (ssize_t)n)) {
+        perror("memfd write");
         abort();
     }
-    if ((n && fwrite(p, 1, n, f) != n) || fclose(f) != 0) {
-        perror(path);
-        abort();
-    }
-    for (int rec = MPM_REC_LINES; rec <= MPM_REC_WORDS; rec++)
-        for (int read_data = 1; read_data >= 0; read_data--)
-            run(p, n, cs, (mpm_records_t)rec, read_data);
-    unlink(path);
+    run(p, n, cs, rec, read_data);
     return 0;
 }
