@@ -76,6 +76,14 @@ log "ctest in $B (MPICH, MPIMAP_QUICK=$QUICK): $regex"
 status=0
 (cd "$B" && MPIMAP_QUICK=$QUICK ctest --output-on-failure -j "$NPROC" -R "$regex") || status=1
 t2=$(date +%s)
+# The checks the tests skipped under MPICH, with their reasons (ctest only
+# shows the output of failed tests).
+awk '/^[0-9]+\/[0-9]+ Test: / { t = $3 } /^skip - |^SKIPPED: / { print "  " t ": " $0 }' \
+    "$B/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u >"$B/skipped.txt" || true
+if [ -s "$B/skipped.txt" ]; then
+    log "checks skipped under MPICH ($(wc -l <"$B/skipped.txt")):"
+    cat "$B/skipped.txt" >&2
+fi
 
 log "MPICH: build $((t1 - t0)) s, tests $((t2 - t1)) s, total $((t2 - t0)) s"
 if [ "$status" = 0 ]; then log "MPICH: all tests passed"; else log "MPICH: SOME TESTS FAILED"; fi

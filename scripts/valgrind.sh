@@ -18,9 +18,9 @@
 # both ranks (checked with --metrics), ordered output (fib, primes, image,
 # exec, test), reduced partials (wordcount, kmeans, plugin), journals
 # (wordcount, plugin), kernel-owned sources and sinks (image, hash, fetch,
-# exec), --trace, -v and progress lines (test, fib). Only mpimap runs under valgrind: not mpirun,
-# not exec's tasks (--trace-children=no), not fetch's local HTTP server
-# (tests/e2e/httpserver.py on 127.0.0.1).
+# exec), --trace, -v and progress lines (test, fib). Only mpimap runs under
+# valgrind: not mpirun, not exec's tasks (--trace-children=no), not fetch's
+# local HTTP server (tests/e2e/httpserver.py on 127.0.0.1).
 #
 # A case passes when the same command without valgrind exits 0 and gives the
 # same bytes (stdout and output files; fetch's ms column is masked: it is a
@@ -36,7 +36,7 @@
 # -O2 and above occasionally produce false "uninitialised value" reports;
 # -O0 would make the engine's hot loops slower under valgrind for nothing.
 # The two files the project compiles at -O3 (imgfilter.c, kmeans_math.c) stay
-# -O3: their vector code is what ships. No sanitizer.
+# -O3: their vector code is what ships. No sanitizer; no tests (not run here).
 #
 # Environment: VALGRIND_JOBS cases at a time (default 2), VALGRIND_TIMEOUT
 # seconds per mpirun (default 300), VALGRIND_TRACK_ORIGINS auto|yes|no.
@@ -45,6 +45,7 @@
 # detects, only what it says about it, and cost 30-40% of every run's CPU
 # time (measured here: 11.6 -> 8.5 s for one 2-rank start-up), which on this
 # 2-core machine under other load put the whole script past 8 minutes.
+
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh disable=SC1091 # (followed with -x)
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"

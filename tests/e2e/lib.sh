@@ -206,7 +206,7 @@ assert_rc() { # DESC EXPECTED_RC  (checks $RC of the last run)
 # code it got; the callers check the ranks' own drain message as well.
 assert_rc_forwarded() {
     if [ "$MPIMAP_MPI_FLAVOR" = mpich ]; then
-        skip_check "$1 (exit $RC)" "MPICH's mpiexec loses the ranks' exit codes after forwarding a signal"
+        skip_check "$1 (got exit $RC)" "MPICH's mpiexec loses the ranks' exit codes after forwarding a signal"
     else
         assert_rc "$@"
     fi

@@ -130,6 +130,19 @@ signal_run() {
             sleep 0.05
         done
         sleep 0.3
+    elif [ "$target" != mpirun ]; then
+        # One process: wait until it catches the signal (SigCgt in
+        # /proc/PID/status), i.e. its handlers are installed.
+        local num mask
+        num=$(kill -l "$sig")
+        for ((i = 0; i < 400; i++)); do
+            child=$(pgrep -P "$pid" | head -1)
+            mask=$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/${child:-0}/status" 2>/dev/null || true)
+            [ -n "$mask" ] && (((16#$mask >> (num - 1)) & 1)) && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        sleep 0.3
     else
         sleep 1.5
     fi
