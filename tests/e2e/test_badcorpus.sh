@@ -375,5 +375,5 @@ else
 fi
 T_END=$(date +%s%N)
 echo "# $NRUNS runs in $(((T_END - T_START) / 1000000000))s; the slowest:"
-sort -rn "$TMP/times" | head -n 5 | awk '{printf "#   %5.2fs %s %s\n", $1 / 1000, $2, $3}'
+sort -rn "$TMP/times" | awk 'NR <= 5 {printf "#   %5.2fs %s %s\n", $1 / 1000, $2, $3}'
 finish
