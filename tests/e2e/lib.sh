@@ -307,21 +307,29 @@ assert_fast() {
     fi
 }
 
-# assert_no_strays DESC : no process started by this test is still running.
-assert_no_strays() {
-    local _ p
+# reap_strays: waits up to 5 s for the processes this test started to end;
+# prints those still running (pid and command line, one per line) and
+# kills them. Prints nothing when none is left.
+reap_strays() {
+    local _ p=""
     for _ in 1 2 3 4 5 6 7 8 9 10; do
         p=$(stray_pids)
-        [ -z "$p" ] && break
+        [ -z "$p" ] && return 0
         sleep 0.5
     done
-    if [ -z "$p" ]; then
+    ps -o pid=,args= -p "$(echo "$p" | tr ' ' '\n' | paste -sd, -)" 2>&1 | cut -c1-150
+    # shellcheck disable=SC2086
+    kill -9 $p 2>/dev/null || true
+}
+
+# assert_no_strays DESC : no process started by this test is still running.
+assert_no_strays() {
+    local left
+    left=$(reap_strays)
+    if [ -z "$left" ]; then
         ok "$1"
     else
-        fail "$1" "processes still running 5 s after mpirun returned:" \
-            "$(ps -o pid,stat,etime,args -p "$(echo $p | tr ' ' ,)" 2>&1 | cut -c1-200)"
-        # shellcheck disable=SC2086
-        kill -9 $p 2>/dev/null || true
+        fail "$1" "processes still running 5 s after mpirun returned:" "$left"
     fi
 }
 

@@ -254,17 +254,9 @@ run_case() {
     fi
 
     # Processes.
-    local _ p=""
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        p=$(stray_pids)
-        [ -z "$p" ] && break
-        sleep 0.5
-    done
-    if [ -n "$p" ]; then
-        problems+=("processes still running 5 s after mpirun returned: $(ps -o pid=,args= -p "$(echo "$p" | tr ' ' ,)" 2>/dev/null | cut -c1-150 | tr '\n' ';')")
-        # shellcheck disable=SC2086
-        kill -9 $p 2>/dev/null || true
-    fi
+    local strays
+    strays=$(reap_strays)
+    [ -z "$strays" ] || problems+=("processes still running 5 s after mpirun returned: $(echo "$strays" | tr '\n' ';')")
 
     if [ ${#problems[@]} -eq 0 ]; then
         f=$(grep -a -m 1 '^mpimap' "$ERR" || true)

@@ -79,17 +79,9 @@ check_bad() {
     left=$(find "$odir" -maxdepth 1 -name '.*.mpimap-*' 2>/dev/null)
     [ -n "$left" ] && problems+=("temporary file(s) left behind: $left")
     [ "$(inputs_state)" == "$INPUTS0" ] || problems+=("INPUTS CHANGED: $(diff <(echo "$INPUTS0") <(inputs_state) | head -5 | tr '\n' ' ' || true)")
-    local _ p=""
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        p=$(stray_pids)
-        [ -z "$p" ] && break
-        sleep 0.5
-    done
-    if [ -n "$p" ]; then
-        problems+=("processes still running after mpirun returned: $p")
-        # shellcheck disable=SC2086
-        kill -9 $p 2>/dev/null || true
-    fi
+    local strays
+    strays=$(reap_strays)
+    [ -z "$strays" ] || problems+=("processes still running after mpirun returned: $(echo "$strays" | tr '\n' ';')")
     if [ ${#problems[@]} -eq 0 ]; then
         ok "$label: exit $want in ${SECS}s; says: $(grep -a '^mpimap' "$ERR" | head -n 1 | cut -c1-150)"
     else
