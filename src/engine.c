@@ -2053,37 +2053,10 @@ static int run_worker(engine_t *e)
  * and can be written. 0, or -1 (printed). */
 static int check_writable(const char *what, const char *path)
 {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        MPM_LOG(MPM_LOG_ERROR, "%s '%s' is a directory", what, path);
-        return -1;
-    }
-    if (mpm__out_in_place(path)) {
-        if (access(path, W_OK) == 0) return 0;
-        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': %s", what, path, strerror(errno));
-        return -1;
-    }
-    char *d = strdup(path);
-    if (!d) return -1;
-    char *slash = strrchr(d, '/');
-    const char *dir = ".";
-    if (slash) {
-        if (slash == d) slash[1] = 0;
-        else *slash = 0;
-        dir = d;
-    }
-    int rc = 0;
-    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': directory '%s' does not exist", what, path,
-                dir);
-        rc = -1;
-    } else if (access(dir, W_OK | X_OK) < 0) {
-        MPM_LOG(MPM_LOG_ERROR, "cannot write %s '%s': directory '%s': %s", what, path, dir,
-                strerror(errno));
-        rc = -1;
-    }
-    free(d);
-    return rc;
+    char why[PATH_MAX + 256];
+    if (mpm__out_check_writable(what, path, why, sizeof why) == 0) return 0;
+    MPM_LOG(MPM_LOG_ERROR, "%s", why);
+    return -1;
 }
 
 /* Rank 0 checks inputs and output before anything runs. Returns an exit code. */

@@ -177,6 +177,36 @@ int mpm__out_in_place(const char *path)
     return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 
+int mpm__out_check_writable(const char *what, const char *path, char *why, size_t whyn)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(why, whyn, "%s '%s' is a directory", what, path);
+        return -1;
+    }
+    if (mpm__out_in_place(path)) {
+        if (access(path, W_OK) == 0) return 0;
+        snprintf(why, whyn, "cannot write %s '%s': %s", what, path, strerror(errno));
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else /* "/x" is in "/" */
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(why, whyn, "cannot write %s '%s': directory '%s' does not exist", what, path, dir);
+        return -1;
+    }
+    if (access(dir, W_OK | X_OK) < 0) {
+        snprintf(why, whyn, "cannot write %s '%s': directory '%s': %s", what, path, dir,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int sync_outputs = 1;
 
 void mpm__out_set_sync(int on) { sync_outputs = on; }

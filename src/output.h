@@ -43,6 +43,11 @@ int mpm__out_open(mpm_out_t *o, const char *path, mpm_format_t fmt, const char *
  * path and writes in place; a file renamed over it would replace it. */
 int mpm__out_in_place(const char *path);
 
+/* Whether an output can be created at path before any work is done: not a
+ * directory, its directory exists and is writable (or, written in place,
+ * the path itself is writable). 0, or -1 with "WHAT 'PATH' ..." in why. */
+int mpm__out_check_writable(const char *what, const char *path, char *why, size_t whyn);
+
 /* Writes rows (as emitted by mpm_emit_row) of one chunk. 0 or -1. */
 int mpm__out_rows(mpm_out_t *o, const char *data, size_t len);
 

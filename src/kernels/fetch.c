@@ -678,11 +678,8 @@ static int fetch_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
 {
     fsrc_t *s = sp;
     long long want = batch_of(s->o), got = 0;
-    if (s->nul_line)
-        return mpm_err_set(err, -1, "%s: byte %" PRIu64 ": the line holds a NUL byte (not a "
-                           "text list of URLs)", s->name, s->nul_line - 1);
     *offset = s->byte;
-    while (got < want) {
+    while (!s->nul_line && got < want) {
         ssize_t r = getline(&s->line, &s->cap, s->f);
         if (r < 0) {
             if (ferror(s->f))
@@ -696,9 +693,7 @@ static int fetch_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
         if (a == z || *a == '#') continue;
         if (memchr(a, '\0', (size_t)(z - a))) { /* libcurl would fetch the URL cut there */
             s->nul_line = s->byte - (uint64_t)r + 1;
-            if (got) break; /* this batch first; the error with the next call */
-            return mpm_err_set(err, -1, "%s: byte %" PRIu64 ": the line holds a NUL byte (not "
-                               "a text list of URLs)", s->name, s->nul_line - 1);
+            break; /* this batch first; the error with the next call */
         }
         uint64_t row = ++rows_seen;
         uint32_t l = (uint32_t)(z - a);
@@ -706,6 +701,9 @@ static int fetch_source_next(void *sp, mpm_buf_t *out, uint64_t *offset, mpm_err
             return mpm_err_set(err, -1, "out of memory");
         got++;
     }
+    if (!got && s->nul_line)
+        return mpm_err_set(err, -1, "%s: byte %" PRIu64 ": the line holds a NUL byte (not a "
+                           "text list of URLs)", s->name, s->nul_line - 1);
     return got > 0;
 }
 

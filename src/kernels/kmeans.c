@@ -1453,22 +1453,9 @@ static int km_solve(const void *op, void *pp, mpm_solve_t *s, mpm_buf_t *out, mp
     /* --labels is written last: refuse one that cannot be before the work,
      * as the engine refuses such a -o (a directory, a missing directory). */
     if (o->labels) {
-        int ok = 1;
-        struct stat st;
-        if (rank == 0 && stat(o->labels, &st) == 0 && S_ISDIR(st.st_mode)) {
-            ok = 0;
-            mpm_err_set(err, -1, "--labels '%s' is a directory", o->labels);
-        } else if (rank == 0 && !mpm__out_in_place(o->labels)) {
-            const char *slash = strrchr(o->labels, '/');
-            char dir[PATH_MAX];
-            snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->labels) + (slash == o->labels)
-                                                    : 1, slash ? o->labels : ".");
-            if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-                ok = 0;
-                mpm_err_set(err, -1, "cannot write --labels '%s': directory '%s' does not exist",
-                            o->labels, dir);
-            }
-        }
+        char why[sizeof err->msg];
+        int ok = rank != 0 || mpm__out_check_writable("--labels", o->labels, why, sizeof why) == 0;
+        if (!ok) mpm_err_set(err, -1, "%s", why);
         if (!mpm_solve_agree(s, ok)) {
             if (rank != 0 || ok) mpm_err_set(err, -1, "--labels '%s' refused on rank 0", o->labels);
             return -1;
