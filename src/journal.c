@@ -267,7 +267,11 @@ static int load_records(mpm_journal_t *j, uint64_t file_size, char **recorded, i
                         mpm_err_t *err)
 {
     uint64_t at = j->size;
-    char *buf = malloc(1 << 20);
+    /* The payload hashing buffer: 1 MiB, or the records' whole size when
+     * smaller (most journals), so a small journal opens without a large
+     * allocation. */
+    size_t bufsz = file_size - at < (1 << 20) ? (size_t)(file_size - at) + 1 : (1 << 20);
+    char *buf = malloc(bufsz);
     if (!buf) return mpm_err_set(err, -1, "out of memory");
     int rc = 0;
     while (at < file_size) {
@@ -290,7 +294,7 @@ static int load_records(mpm_journal_t *j, uint64_t file_size, char **recorded, i
         uint64_t left = r.a_len + r.b_len, p = at + sizeof r;
         int ok = 1;
         while (left && ok) {
-            size_t c = left < (1 << 20) ? (size_t)left : (1 << 20);
+            size_t c = left < bufsz ? (size_t)left : bufsz;
             ok = pread_full(j->fd, buf, c, p) == 1;
             if (ok) XXH64_update(hs, buf, c);
             left -= c;

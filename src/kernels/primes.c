@@ -110,12 +110,10 @@ typedef struct primes_partial_s {
 static void *primes_new(const void *o)
 {
     (void)o;
-    primes_partial_t *p = calloc(1, sizeof *p);
-    if (p && !(p->seg = malloc(SEG_ODDS))) {
-        free(p);
-        return NULL;
-    }
-    return p;
+    /* The sieve's scratch is allocated by the first map: a partial that is
+     * only deserialised and merged (rank 0's, a journal segment's) never
+     * needs it. */
+    return calloc(1, sizeof(primes_partial_t));
 }
 
 static void primes_pfree(void *p)
@@ -157,6 +155,8 @@ static int primes_map(const void *op, const mpm_chunk_t *c, void *pp, mpm_format
     }
     /* Odd numbers in [lo, hi): from first = lo|1 (at least 3). */
     uint64_t first = lo < 3 ? 3 : (lo | 1);
+    if (first < hi && !part->seg && !(part->seg = malloc(SEG_ODDS)))
+        return mpm_err_set(err, -1, "out of memory for the sieve's %u KiB segment", SEG_ODDS >> 10);
     for (uint64_t s = first; s < hi; s += 2 * (uint64_t)SEG_ODDS) {
         uint64_t e = s + 2 * (uint64_t)SEG_ODDS; /* exclusive, same parity */
         if (e > hi) e = hi;

@@ -203,7 +203,11 @@ static const char *arena_copy(wc_table_t *t, const char *s, size_t n)
 {
     wc_arena_t *a = t->arena;
     if (!a || a->cap - a->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        /* Blocks of 64 KiB, doubling up to 1 MiB: a table with few long
+         * words (a journal segment, a small chunk) stays small. */
+        size_t cap = a ? 2 * a->cap : ((size_t)1 << 16);
+        if (cap > ((size_t)1 << 20)) cap = (size_t)1 << 20;
+        if (cap < n) cap = n;
         wc_arena_t *na = malloc(sizeof *na + cap);
         if (!na) return NULL;
         na->cap = cap;
