@@ -2,7 +2,8 @@
 # End-to-end: the checked-in bad-input corpus, tests/bad-inputs/ (README.md
 # there; the cases are in tests/bad-inputs/cases, the malformed files in
 # tests/bad-inputs/files/). Every case runs under mpirun -np 1 and -np 3
-# (--oversubscribe; -np 3 only with MPIMAP_QUICK=1), and each run must
+# (--oversubscribe under Open MPI; -np 3 only with MPIMAP_QUICK=1; Open MPI
+# or MPICH, as lib.sh finds), and each run must
 #   * end within BADCORPUS_LIMIT seconds (default 10), every rank by itself:
 #     a run still going is killed (timeout -k 2) and reported as a TIMEOUT,
 #     then run once more (see report() below): a second timeout fails;
@@ -25,7 +26,8 @@
 # 2 s (odls_base_sigkill_timeout, 1 s, twice) killing the others, which would
 # also hide a rank that never exits on its own. So each rank runs as
 # RUN/bin/mpimap, a wrapper that records the rank's exit status in
-# RUN/rc/rank.N and exits 0: mpirun ends as soon as the last rank does, and a
+# RUN/rc/rank.N (N from OMPI_COMM_WORLD_RANK, or PMI_RANK under MPICH) and
+# exits 0: mpirun ends as soon as the last rank does, and a
 # rank that did not exit by itself has no status file.
 #
 # Runs go BADCORPUS_JOBS at a time (default 2): a run mostly waits (process
@@ -58,7 +60,9 @@ KERNELS="wordcount fib primes test image kmeans hash fetch exec"
 # handling, not transports, and UCX's start-up costs each rank 0.2 s or more
 # here (README.md, "Performance notes"). BADCORPUS_MPIRUN_EXTRA='' keeps
 # Open MPI's default.
-read -r -a MPIRUN_EXTRA <<<"${BADCORPUS_MPIRUN_EXTRA-"--mca pml ob1"}"
+# (MPICH's mpiexec takes no --mca: its default there is no extra option.)
+if [ "$MPIMAP_MPI_FLAVOR" = openmpi ]; then DEFAULT_EXTRA="--mca pml ob1"; else DEFAULT_EXTRA=""; fi
+read -r -a MPIRUN_EXTRA <<<"${BADCORPUS_MPIRUN_EXTRA-$DEFAULT_EXTRA}"
 T_START=$(date +%s%N)
 
 # ------------------------------------------------------------- the corpus
@@ -173,7 +177,7 @@ run_case() {
     ln -s "$MPIMAP" "$bin/mpimap-real"
     printf '%s\n' '# One rank of a bad-corpus run: records its exit status, exits 0.' \
         "\"$bin/mpimap-real\" \"\$@\"" \
-        "echo \"\$?\" >\"$rcdir/rank.\${OMPI_COMM_WORLD_RANK:-0}\"" \
+        "echo \"\$?\" >\"$rcdir/rank.\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-0}}\"" \
         'exit 0' >"$bin/mpimap"
     IFS="$US" read -r -a frags <<<"$fragstr"
     IFS="$US" read -r -a args <<<"$argstr"
@@ -184,7 +188,7 @@ run_case() {
 
     cd "$IN"
     t0=$EPOCHREALTIME
-    timed timeout -k 2 "$LIMIT" "$MPIEXEC" -np "$np" --oversubscribe \
+    timed timeout -k 2 "$LIMIT" "$MPIEXEC" -np "$np" ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} \
         ${MPIRUN_EXTRA[@]+"${MPIRUN_EXTRA[@]}"} /bin/sh "$bin/mpimap" "${real_args[@]}"
     t1=$EPOCHREALTIME
     cd "$rd"
