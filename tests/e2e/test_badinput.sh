@@ -143,8 +143,10 @@ SMALL_INPUTS=$(find "$D" -type f ! -name 'big.txt' ! -name 'digits.txt' ! -name 
 INPUTS0=$(inputs_state)
 if [ "$(id -u)" = 0 ]; then
     chown -R 65534:65534 "$NB"
+    # Started in $NB: MPICH's mpiexec starts the ranks in its own working
+    # directory, which nobody cannot enter when it is under /root.
     AS_NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups
-        env -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$NB" TMPDIR="$NB")
+        env -C "$NB" -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$NB" TMPDIR="$NB")
 else
     AS_NOBODY=(env HOME="$NB" TMPDIR="$NB") # chmod 000 stops an ordinary user already
 fi
