@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +191,7 @@ int mpm__out_check_writable(const char *what, const char *path, char *why, size_
         return -1;
     }
     const char *slash = strrchr(path, '/');
-    char dir[4096];
+    char dir[PATH_MAX];
     if (!slash)
         snprintf(dir, sizeof dir, ".");
     else /* "/x" is in "/" */

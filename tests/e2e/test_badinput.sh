@@ -141,25 +141,7 @@ cp "$D/text.txt" "$D/secret.txt"
 chmod 000 "$D/secret.txt"
 SMALL_INPUTS=$(find "$D" -type f ! -name 'big.txt' ! -name 'digits.txt' ! -name 'secret.txt' | sort)
 INPUTS0=$(inputs_state)
-if [ "$(id -u)" = 0 ]; then
-    chown -R 65534:65534 "$NB"
-    # Started in $NB: MPICH's mpiexec starts the ranks in its own working
-    # directory, which nobody cannot enter when it is under /root.
-    AS_NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups
-        env -C "$NB" -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$NB" TMPDIR="$NB")
-else
-    AS_NOBODY=(env HOME="$NB" TMPDIR="$NB") # chmod 000 stops an ordinary user already
-fi
-# nobody must be able to run mpimap: when the build tree is out of its reach
-# (a clone under /root), run a copy of the executable and library from $NB.
-NB_MPIMAP="$MPIMAP"
-if [ "$(id -u)" = 0 ] && ! "${AS_NOBODY[@]}" test -x "$MPIMAP"; then
-    mkdir -p "$NB/bin"
-    cp "$MPIMAP" "$(dirname "$MPIMAP")"/libmpimap.so* "$NB/bin/"
-    chown -R 65534:65534 "$NB/bin"
-    AS_NOBODY+=(LD_LIBRARY_PATH="$NB/bin")
-    NB_MPIMAP="$NB/bin/mpimap"
-fi
+as_nobody "$NB"
 if "${AS_NOBODY[@]}" cat "$D/secret.txt" >/dev/null 2>&1; then
     fail "unreadable file set-up: $D/secret.txt is still readable by the test user"
 fi

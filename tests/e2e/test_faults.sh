@@ -333,29 +333,9 @@ for i in $(seq -f '%04g' 1 "$NLIST"); do echo "item $i" >"$L/f$i.txt"; done
 echo BOOM >"$L/f0100.txt" # corrupt: --fail-on BOOM
 echo BOOM >"$L/f0500.txt"
 chmod 000 "$L/f0700.txt" # unreadable (run as nobody when root)
-AS_USER=()
-BIN="$MPIMAP"
-if [ "$(id -u)" = 0 ]; then
-    NB="$TMP/nb"
-    mkdir -p "$NB"
-    chown 65534:65534 "$NB"
-    # Started in $NB: MPICH's mpiexec starts the ranks in its own working
-    # directory, which nobody cannot enter when it is under /root.
-    AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups
-        env -C "$NB" -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$NB" TMPDIR="$NB")
-    if ! "${AS_USER[@]}" test -x "$MPIMAP"; then
-        mkdir -p "$NB/bin"
-        cp "$MPIMAP" "$(dirname "$MPIMAP")"/libmpimap.so* "$NB/bin/"
-        chown -R 65534:65534 "$NB/bin"
-        AS_USER+=(LD_LIBRARY_PATH="$NB/bin")
-        BIN="$NB/bin/mpimap"
-    fi
-    OD="$NB"
-else
-    OD="$TMP/od"
-    mkdir -p "$OD"
-fi
-run_cmd "${AS_USER[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} "$BIN" \
+OD="$TMP/nb" # nobody's HOME, TMPDIR and output directory
+as_nobody "$OD"
+run_cmd "${AS_NOBODY[@]}" timeout -k 10 "$E2E_TIMEOUT" "$MPIEXEC" -np 2 ${MPIEXEC_OVERSUB[@]+"${MPIEXEC_OVERSUB[@]}"} "$NB_MPIMAP" \
     --journal "$OD/list.journal" -o "$OD/list.out" test --fail-on BOOM "$L"/f*.txt
 assert_rc "$NLIST inputs, 3 bad: exit 1" 1
 assert_absent "$NLIST inputs, 3 bad: the final output is not written" "$OD/list.out"
