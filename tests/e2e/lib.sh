@@ -44,26 +44,26 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/mpimap-e2e.XXXXXX")
 # Reachable by an unprivileged user (the unreadable-file case runs as nobody).
 chmod 755 "$TMP"
 
-# as_nobody DIR: how to run a command as an unprivileged user, for inputs
+# as_nobody DIR [START]: how to run a command as an unprivileged user, for inputs
 # made unreadable with chmod 000 (root reads them anyway). Sets AS_NOBODY, a
 # command prefix: as root, setpriv to nobody (65534) in DIR, with DIR as HOME
 # and TMPDIR and without Open MPI's run-as-root variables; otherwise env
 # with the same HOME and TMPDIR (chmod 000 already stops an ordinary user).
 # Sets NB_MPIMAP, the mpimap nobody runs: a copy in DIR/bin (with its
 # library) when the build tree is out of nobody's reach (a clone under
-# /root). The command starts in DIR because MPICH's mpiexec starts the ranks
-# in its own working directory, which nobody must be able to enter.
+# /root). The command starts in START (default DIR), a directory nobody can
+# enter: MPICH's mpiexec starts the ranks in its own working directory.
 as_nobody() {
-    local dir=$1
+    local dir=$1 start=${2:-$1}
     mkdir -p "$dir"
     NB_MPIMAP="$MPIMAP"
     if [ "$(id -u)" != 0 ]; then
-        AS_NOBODY=(env -C "$dir" HOME="$dir" TMPDIR="$dir")
+        AS_NOBODY=(env -C "$start" HOME="$dir" TMPDIR="$dir")
         return 0
     fi
     chown -R 65534:65534 "$dir"
     AS_NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups
-        env -C "$dir" -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$dir" TMPDIR="$dir")
+        env -C "$start" -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$dir" TMPDIR="$dir")
     if ! "${AS_NOBODY[@]}" test -x "$MPIMAP"; then
         mkdir -p "$dir/bin"
         cp "$MPIMAP" "$(dirname "$MPIMAP")"/libmpimap.so* "$dir/bin/"

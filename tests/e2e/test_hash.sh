@@ -325,22 +325,7 @@ chmod 700 perm2/locked
 href manifest sha256 perm1/a.txt perm1/z >"$R/perm1"
 href manifest sha256 perm2/a.txt perm2/z.txt >"$R/perm2"
 PSTATE0=$(href state perm1 perm2 | sha256sum)
-NB_MPIMAP="$MPIMAP"
-AS_NOBODY=()
-if [ "$(id -u)" = 0 ]; then
-    chown -R 65534:65534 "$NB"
-    AS_NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups
-        env -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME="$NB" TMPDIR="$NB")
-    if ! "${AS_NOBODY[@]}" test -x "$MPIMAP"; then
-        mkdir -p "$NB/bin"
-        cp "$MPIMAP" "$(dirname "$MPIMAP")"/libmpimap.so* "$NB/bin/"
-        chown -R 65534:65534 "$NB/bin"
-        AS_NOBODY+=(LD_LIBRARY_PATH="$NB/bin")
-        NB_MPIMAP="$NB/bin/mpimap"
-    fi
-else
-    AS_NOBODY=(env HOME="$NB" TMPDIR="$NB")
-fi
+as_nobody "$NB" "$W" # started here: the paths below are relative
 if "${AS_NOBODY[@]}" cat perm1/secret >/dev/null 2>&1 || "${AS_NOBODY[@]}" ls perm2/locked >/dev/null 2>&1; then
     fail "set-up: perm1/secret and perm2/locked must be unreadable by the test user"
 fi
